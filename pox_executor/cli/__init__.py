@@ -1,0 +1,64 @@
+"""The `pox` command: a thin argparse layer over library functions.
+
+Each sub-command lives in its own module exposing `register(subparsers)`; the handler it installs
+returns an exit code (0 ok, 1 a check failed, 2 usage error). No logic lives only here: handlers
+call library functions that tests call directly. `PoxError`s are printed with their diagnostics,
+never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pox_executor import __version__
+from pox_executor.errors import PoxError, UsageError
+
+# Sub-command modules, in the order `pox --help` lists them.
+_COMMAND_MODULES = (
+    "pox_executor.cli.runs",
+    "pox_executor.cli.attest",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pox",
+        description="PoX: inspect, verify and prove Snakemake runs executed with --executor pox.",
+    )
+    parser.add_argument("--version", action="version", version=f"pox {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = args.handler(args)
+        return code
+    except UsageError as exc:
+        print(exc.diagnostics(), file=sys.stderr)
+        return 2
+    except PoxError as exc:
+        print(exc.diagnostics(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
