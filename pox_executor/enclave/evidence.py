@@ -53,7 +53,8 @@ class Evidence:
         kind = data.get("type")
         if kind not in EVIDENCE_TYPES:
             raise EvidenceError(
-                f"{where}: unknown evidence type {kind!r}; expected one of {', '.join(EVIDENCE_TYPES)}"
+                f"{where}: unknown evidence type {kind!r}; "
+                f"expected one of {', '.join(EVIDENCE_TYPES)}"
             )
         raw = data.get("value")
         if not isinstance(raw, str):
@@ -130,7 +131,7 @@ def produce_sim_evidence(
 
 
 def parse_sim_report(evidence: Evidence) -> SimReport:
-    """Parse and check the self-signature of a `sim-report`; raise EvidenceError naming the field."""
+    """Parse a `sim-report` and check its self-signature; errors name the field."""
     if evidence.type != "sim-report":
         raise EvidenceError(f"expected a sim-report, got {evidence.type}")
     try:

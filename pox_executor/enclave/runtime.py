@@ -1,0 +1,85 @@
+"""The enclave runtime interface every backend implements (sim now; docker, SGX, TDX/SNP later).
+
+A runtime prepares once per run, runs one job isolated, says what it measured (the identity a
+verifier compares against reference values), and produces TEE evidence over 64 bytes of report
+data. Backends own isolation and evidence; they never build statements or touch the run log.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from pox_executor.enclave.evidence import Evidence
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC timestamp with microseconds, the format of every PoX time field."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A location the job may write: a declared output, log or benchmark file."""
+
+    path: str
+    is_directory: bool = False
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a runtime needs to run one job attempt; paths are relative to `workdir`."""
+
+    invocation_id: str
+    command: str
+    workdir: Path
+    outputs: tuple[OutputSpec, ...]
+    log_path: Path
+    network: bool = False
+    threads: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened when a runtime ran a job."""
+
+    exit_code: int
+    started_on: str
+    finished_on: str
+    isolated: bool
+    isolation: str
+    discarded_writes: tuple[str, ...] = ()
+
+
+class EnclaveRuntime(Protocol):
+    """One execution backend. `prepare` is called once before the first job."""
+
+    name: str
+
+    def prepare(self, workdir: Path) -> None: ...
+
+    @property
+    def isolated(self) -> bool: ...
+
+    def describe_isolation(self) -> str: ...
+
+    def measurement(self) -> str:
+        """Hex SHA-256 identifying what runs the job (image, runtime), for reference values."""
+        ...
+
+    def image_digest(self) -> str:
+        """`sha256:<hex>` of the environment image the job sees."""
+        ...
+
+    def run(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome: ...
+
+    def evidence(self, report_data: bytes) -> Evidence: ...
+
+    def builder_id(self) -> str:
+        """SLSA `builder.id`: backend plus measurement."""
+        ...

@@ -1,0 +1,203 @@
+"""The `sim` backend: bubblewrap isolation plus honest simulated evidence.
+
+Isolation is real (see `isolation`); the evidence is not hardware evidence: a platform key made
+fresh for this run signs a `sim-report` whose debug flag is always set, and strict verification
+rejects it. Where bubblewrap cannot run, the backend says so once and every statement records that
+the job ran without isolation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pox_executor.enclave.environment import host_environment
+from pox_executor.enclave.evidence import Evidence, produce_sim_evidence
+from pox_executor.enclave.isolation import (
+    bubblewrap_version,
+    commit_outputs,
+    create_sandbox,
+    sandbox_argv,
+)
+from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now
+from pox_executor.errors import EnclaveError
+
+log = logging.getLogger(__name__)
+
+_NOISE_PREFIXES = (".snakemake/",)
+
+
+class SimRuntime:
+    """Default backend. `isolate=False` runs jobs directly (recorded as not isolated)."""
+
+    name = "sim"
+
+    def __init__(self, *, isolate: bool = True, stage_root: Path | None = None) -> None:
+        self._want_isolation = isolate
+        self._isolated = False
+        self._why_not = "isolation disabled by setting"
+        self._platform_key = Ed25519PrivateKey.generate()
+        self._stage_root = stage_root
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    # -- preparation -------------------------------------------------------------------------
+
+    def prepare(self, workdir: Path) -> None:
+        self._workdir = workdir
+        if self._stage_root is None:
+            self._stage_root = workdir / ".pox" / "stage"
+        if not self._want_isolation:
+            return
+        version = bubblewrap_version()
+        if version is None:
+            self._why_not = "bubblewrap (bwrap) is not installed"
+        else:
+            self._why_not = self._probe(workdir)
+        self._isolated = not self._why_not
+        if not self._isolated:
+            log.warning(
+                "PoX sim backend: jobs will NOT be isolated (%s); every job statement records "
+                "this. Install Debian's 'bubblewrap' and run as a user allowed to create "
+                "namespaces to isolate jobs.",
+                self._why_not,
+            )
+
+    def _probe(self, workdir: Path) -> str:
+        assert self._stage_root is not None
+        sandbox = create_sandbox(self._stage_root / "probe")
+        argv = sandbox_argv(
+            "echo probe > .pox-probe",
+            workdir=workdir,
+            sandbox=sandbox,
+            network=False,
+            hidden=self._hidden(workdir),
+        )
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"sandbox probe failed to start: {exc}"
+        staged = (sandbox.upper / ".pox-probe").exists()
+        commit_outputs(sandbox, workdir, [])
+        if result.returncode != 0 or not staged:
+            return f"sandbox probe failed: {result.stderr.strip()[:300] or 'no output'}"
+        return ""
+
+    def _hidden(self, workdir: Path) -> list[Path]:
+        return [workdir / ".pox"] if (workdir / ".pox").is_dir() else []
+
+    # -- identity ----------------------------------------------------------------------------
+
+    @property
+    def isolated(self) -> bool:
+        return self._isolated
+
+    def describe_isolation(self) -> str:
+        if self._isolated:
+            return f"{bubblewrap_version()} + private overlay of the working directory"
+        return f"none: {self._why_not}"
+
+    def image_digest(self) -> str:
+        return host_environment().digest()
+
+    def measurement(self) -> str:
+        document = {
+            "backend": self.name,
+            "isolation": self.describe_isolation(),
+            "image": self.image_digest(),
+        }
+        return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+
+    def builder_id(self) -> str:
+        return f"https://pox.dev/backends/sim@sha256:{self.measurement()}"
+
+    def evidence(self, report_data: bytes) -> Evidence:
+        return produce_sim_evidence(
+            self._platform_key,
+            measurement=self.measurement(),
+            report_data=report_data,
+            issued_at=utc_now(),
+        )
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome:
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        sandbox = None
+        if self._isolated:
+            assert self._stage_root is not None
+            sandbox = create_sandbox(self._stage_root / spec.invocation_id)
+            argv = sandbox_argv(
+                spec.command,
+                workdir=spec.workdir,
+                sandbox=sandbox,
+                network=spec.network,
+                hidden=self._hidden(spec.workdir),
+            )
+        else:
+            argv = ["sh", "-c", spec.command]
+        env = {**os.environ, **spec.env}
+        started = utc_now()
+        with open(spec.log_path, "ab") as log_file:
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=spec.workdir,
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise EnclaveError(f"could not start job {spec.invocation_id}: {exc}") from exc
+            with self._lock:
+                self._processes[spec.invocation_id] = process
+            try:
+                while True:
+                    try:
+                        code = process.wait(timeout=0.2)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if cancelled.is_set():
+                            _kill_group(process)
+            finally:
+                with self._lock:
+                    self._processes.pop(spec.invocation_id, None)
+        finished = utc_now()
+        discarded: list[str] = []
+        if sandbox is not None:
+            discarded = commit_outputs(sandbox, spec.workdir, spec.outputs)
+        noise = [d for d in discarded if d.split(" ", 1)[1].startswith(_NOISE_PREFIXES)]
+        kept = [d for d in discarded if d not in noise]
+        if noise:
+            kept.append(f"{len(noise)} writes under .snakemake/ (Snakemake's own scratch)")
+        return RunOutcome(
+            exit_code=code,
+            started_on=started,
+            finished_on=finished,
+            isolated=self._isolated,
+            isolation=self.describe_isolation(),
+            discarded_writes=tuple(kept),
+        )
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            _kill_group(process)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,105 @@
+"""Reads what PoX records from Snakemake's job objects, in one place.
+
+Snakemake's job attributes are not a stable API (see FACTS.md); everything that touches them lives
+here and returns plain data (`JobFacts`), so the recorder and runtimes never see Snakemake types.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pox_executor.provenance.recorder import JobFacts, OutputFile
+
+NETWORK_RESOURCE = "pox_network"
+# Resource entries that describe the machine, not the job: kept out of the statement.
+_VOLATILE_RESOURCES = {"tmpdir", "_nodes", "_cores"}
+
+
+def _flagged(item: Any, flag: str) -> bool:
+    flags = getattr(item, "flags", None) or {}
+    return bool(flags.get(flag, False))
+
+
+def _rel(path: Any, workdir: Path) -> str:
+    text = str(path)
+    if os.path.isabs(text):
+        try:
+            return Path(text).relative_to(workdir).as_posix()
+        except ValueError:
+            return text
+    return text
+
+
+def _named(namedlist: Any) -> dict[str, Any]:
+    try:
+        named = dict(namedlist.items())
+    except (AttributeError, TypeError):
+        named = {}
+    positional = [v for v in list(namedlist or []) if not any(v is x for x in named.values())]
+    if positional:
+        named["_positional"] = positional
+    return named
+
+
+def job_facts(job: Any, workdir: Path) -> JobFacts:
+    """Plain facts of one (non-group) Snakemake job."""
+    rule = job.rule
+    resources = {k: v for k, v in _named(job.resources).items() if k not in _VOLATILE_RESOURCES}
+    network = bool(resources.get(NETWORK_RESOURCE, 0))
+    script = getattr(rule, "script", None)
+    script_path = None
+    if script:
+        script_path = (
+            _rel(Path(rule.basedir.get_path_or_uri()) / script, workdir)
+            if hasattr(rule.basedir, "get_path_or_uri")
+            else _rel(os.path.join(str(rule.basedir), str(script)), workdir)
+        )
+    shell = getattr(rule, "shellcmd", None)
+    shell_formatted = None
+    if shell:
+        try:
+            shell_formatted = str(job.shellcmd)
+        except Exception:
+            shell_formatted = str(shell)
+    conda = getattr(job, "conda_env_spec", None)
+    container = getattr(job, "container_img_url", None)
+    has_run = (
+        bool(getattr(rule, "run_func", None))
+        and not shell
+        and not script
+        and not (getattr(rule, "notebook", None) or getattr(rule, "wrapper", None))
+    )
+    extra = []
+    for attr in ("notebook",):
+        value = getattr(rule, attr, None)
+        if value:
+            extra.append(_rel(os.path.join(str(rule.basedir), str(value)), workdir))
+    return JobFacts(
+        jobid=int(job.jobid),
+        rule=str(rule.name),
+        attempt=int(job.attempt),
+        inputs=tuple(_rel(f, workdir) for f in job.input),
+        outputs=tuple(
+            OutputFile(
+                path=_rel(f, workdir),
+                is_directory=_flagged(f, "directory"),
+                is_temp=_flagged(f, "temp"),
+            )
+            for f in job.output
+        ),
+        logs=tuple(_rel(f, workdir) for f in job.log),
+        wildcards={str(k): str(v) for k, v in dict(job.wildcards_dict).items()},
+        params=_named(job.params),
+        threads=int(job.threads),
+        resources=resources,
+        shell_command=shell_formatted,
+        script=script_path,
+        has_run_block=has_run,
+        snakefile=_rel(getattr(rule, "snakefile", ""), workdir),
+        conda_env=str(conda) if conda else None,
+        container=str(container) if container else None,
+        network=network,
+        extra_code=tuple(extra),
+    )

@@ -1,0 +1,254 @@
+"""Snakemake glue: the `pox` executor plugin (`snakemake --executor pox`). Nothing else lives here.
+
+`non_local_exec=False` makes every job reach this executor, localrules and action-less rules
+included, so no job escapes attestation (with `True`, Snakemake would run localrules itself).
+Each job's own Snakemake command runs through the enclave runtime on a worker thread; when it ends
+the recorder signs and logs its statement, then the job is reported to Snakemake. Every attempt of
+a retried job is recorded; a failed attempt is recorded as failed.
+"""
+
+import threading
+import uuid
+from collections.abc import AsyncGenerator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
+from snakemake_interface_executor_plugins.settings import (
+    CommonSettings,
+    ExecutorSettingsBase,
+)
+
+from pox_executor import __version__
+from pox_executor.enclave.runtime import EnclaveRuntime, JobSpec, OutputSpec
+from pox_executor.enclave.sim import SimRuntime
+from pox_executor.errors import PoxError
+from pox_executor.jobfacts import job_facts
+from pox_executor.provenance.bundle import STATUS_FAILED, STATUS_SUCCEEDED
+from pox_executor.provenance.recorder import JobFacts, RunRecorder
+
+BACKENDS = ("sim",)
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
+    backend: str = field(
+        default="sim",
+        metadata={
+            "help": "Enclave runtime that runs each job: 'sim' (bubblewrap isolation, simulated "
+            "evidence that strict verification rejects).",
+            "env_var": False,
+        },
+    )
+    no_isolation: bool = field(
+        default=False,
+        metadata={
+            "help": "Run jobs without isolation (sim backend). Every statement then records "
+            "that the job was not isolated.",
+            "env_var": False,
+        },
+    )
+    new_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Always start a new run bundle; by default an interrupted run of the same "
+            "Snakefile in this directory is resumed.",
+            "env_var": False,
+        },
+    )
+
+
+common_settings = CommonSettings(
+    non_local_exec=False,
+    implies_no_shared_fs=False,
+    job_deploy_sources=False,
+    pass_default_storage_provider_args=True,
+    pass_default_resources_args=True,
+    pass_envvar_declarations_to_cmd=False,
+    auto_deploy_default_storage_provider=False,
+    init_seconds_before_status_checks=0,
+)
+
+
+@dataclass
+class _Running:
+    members: list[JobFacts]
+    future: Future[str | None]
+
+
+class Executor(RemoteExecutor):  # type: ignore[misc]
+    def __post_init__(self) -> None:
+        self.next_seconds_between_status_checks = 0.05
+        settings = self.workflow.executor_settings
+        if settings is None:
+            settings = ExecutorSettings()
+        self.settings: ExecutorSettings = settings
+        self.workdir = Path.cwd().resolve()
+        if self.settings.backend not in BACKENDS:
+            raise WorkflowError(
+                f"--pox-backend {self.settings.backend!r} is not available; "
+                f"choose one of: {', '.join(BACKENDS)}"
+            )
+        self.runtime: EnclaveRuntime = SimRuntime(isolate=not self.settings.no_isolation)
+        try:
+            self.runtime.prepare(self.workdir)
+            self.recorder = RunRecorder(
+                self.workdir,
+                self.runtime,
+                snakefile=str(Path(str(self.workflow.main_snakefile)).resolve()),
+                meta=self._run_meta(),
+                resume=not self.settings.new_run,
+            )
+        except PoxError as exc:
+            raise WorkflowError(exc.diagnostics()) from exc
+        self.logger.info(
+            f"PoX: run {self.recorder.run_id} ({'resumed' if self.recorder.resumed else 'new'}), "
+            f"backend {self.runtime.name}, isolation: {self.runtime.describe_isolation()}; "
+            f"bundle {self.recorder.bundle.path}"
+        )
+        self._sources_recorded = False
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pox-job")
+        self._running: dict[str, _Running] = {}
+        self._cancelled = threading.Event()
+        self._edges: list[dict[str, Any]] = []
+        self._any_failed = False
+
+    def _run_meta(self) -> dict[str, Any]:
+        import snakemake
+
+        return {
+            "snakemake_version": str(getattr(snakemake, "__version__", "unknown")),
+            "pox_version": __version__,
+            "workdir": str(self.workdir),
+            "settings": {
+                "backend": self.settings.backend,
+                "isolate": not self.settings.no_isolation,
+                "new_run": self.settings.new_run,
+            },
+        }
+
+    def _record_sources_once(self) -> None:
+        if self._sources_recorded:
+            return
+        self._sources_recorded = True
+        try:
+            sources = [str(s) for s in self.workflow.dag.get_sources()]
+        except Exception:
+            sources = []
+        sources.append(str(self.workflow.main_snakefile))
+        rel = []
+        for s in sources:
+            p = Path(s)
+            p = p if p.is_absolute() else self.workdir / p
+            try:
+                rel.append(p.resolve().relative_to(self.workdir).as_posix())
+            except ValueError:
+                continue
+        config = dict(getattr(self.workflow, "config", {}) or {})
+        self.recorder.record_sources(rel, config)
+
+    # -- Snakemake executor API -------------------------------------------------------------
+
+    def run_job(self, job: JobExecutorInterface) -> None:
+        self._record_sources_once()
+        members = list(job.jobs) if job.is_group() else [job]
+        facts = [job_facts(m, self.workdir) for m in members]
+        self._edges.extend(self._edges_of(members))
+        invocation_id = str(uuid.uuid4())
+        command = self.format_job_exec(job)
+        writable = [
+            OutputSpec(path=o.path, is_directory=o.is_directory) for f in facts for o in f.outputs
+        ] + [OutputSpec(path=p) for f in facts for p in f.logs]
+        benchmark = [getattr(m, "benchmark", None) for m in members]
+        writable += [OutputSpec(path=str(b)) for b in benchmark if b]
+        spec = JobSpec(
+            invocation_id=invocation_id,
+            command=command,
+            workdir=self.workdir,
+            outputs=tuple(writable),
+            log_path=self.recorder.bundle.logs_dir / f"{invocation_id}.log",
+            network=any(f.network for f in facts),
+            threads=max(f.threads for f in facts),
+        )
+        future = self._pool.submit(self._execute, facts, spec)
+        self._running[invocation_id] = _Running(members=facts, future=future)
+        self.report_job_submission(
+            SubmittedJobInfo(job=job, external_jobid=invocation_id, aux={"log": spec.log_path})
+        )
+
+    def _execute(self, facts: list[JobFacts], spec: JobSpec) -> str | None:
+        """Worker thread: hash inputs, run isolated, record each member. Returns an error text."""
+        inputs = {f.jobid: self.recorder.hash_inputs(f) for f in facts}
+        outcome = self.runtime.run(spec, self._cancelled)
+        for f in facts:
+            self.recorder.record(
+                f,
+                outcome,
+                input_digests=inputs[f.jobid],
+                invocation_id=spec.invocation_id
+                if len(facts) == 1
+                else f"{spec.invocation_id}/{f.jobid}",
+                job_log=spec.log_path,
+            )
+        if outcome.exit_code != 0:
+            return f"exit code {outcome.exit_code}; log: {spec.log_path}"
+        return None
+
+    def _edges_of(self, members: list[JobExecutorInterface]) -> list[dict[str, Any]]:
+        edges = []
+        try:
+            deps = self.workflow.dag.dependencies
+        except Exception:
+            return []
+        for m in members:
+            for parent, files in deps[m].items():
+                edges.append(
+                    {
+                        "parent": {"jobid": int(parent.jobid), "rule": str(parent.rule.name)},
+                        "child": {"jobid": int(m.jobid), "rule": str(m.rule.name)},
+                        "files": sorted(str(f) for f in files),
+                    }
+                )
+        return edges
+
+    async def check_active_jobs(
+        self, active_jobs: list[SubmittedJobInfo]
+    ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        for job_info in active_jobs:
+            invocation_id = str(job_info.external_jobid)
+            running = self._running.get(invocation_id)
+            if running is None or not running.future.done():
+                yield job_info
+                continue
+            del self._running[invocation_id]
+            try:
+                error = running.future.result()
+            except Exception as exc:
+                error = f"PoX could not run or record the job: {exc}"
+            if error is None:
+                self.report_job_success(job_info)
+            else:
+                self._any_failed = True
+                self.report_job_error(job_info, msg=error)
+
+    def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
+        self._cancelled.set()
+        cancel_all = getattr(self.runtime, "cancel_all", None)
+        if cancel_all is not None:
+            cancel_all()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._pool.shutdown(wait=True)
+        status = STATUS_FAILED if self._any_failed or self._cancelled.is_set() else STATUS_SUCCEEDED
+        self.recorder.finish(status, self._edges)
+        self.logger.info(
+            f"PoX: run {self.recorder.run_id} {status}: {self.recorder.log.size} records, "
+            f"root {self.recorder.log.root().hex()[:16]}...; verify with "
+            f"`pox verify {self.recorder.run_id}`"
+        )
