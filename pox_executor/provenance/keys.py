@@ -34,11 +34,13 @@ class PublicKey:
     raw: bytes
 
     def __post_init__(self) -> None:
-        if not isinstance(self.raw, bytes) or len(self.raw) != KEY_SIZE_BYTES:
-            size = len(self.raw) if isinstance(self.raw, bytes | bytearray) else None
+        if not isinstance(self.raw, bytes):
             raise VerificationError(
-                f"Ed25519 public key: expected {KEY_SIZE_BYTES} raw bytes, got "
-                + (f"{size} bytes" if size is not None else type(self.raw).__name__)
+                f"Ed25519 public key: expected bytes, got {type(self.raw).__name__}"
+            )
+        if len(self.raw) != KEY_SIZE_BYTES:
+            raise VerificationError(
+                f"Ed25519 public key: expected {KEY_SIZE_BYTES} raw bytes, got {len(self.raw)}"
             )
 
     @cached_property
@@ -99,10 +101,13 @@ class SigningKey:
     @classmethod
     def from_private_bytes(cls, raw: bytes) -> SigningKey:
         """Load the 32-byte RFC 8032 private key seed."""
-        if not isinstance(raw, bytes) or len(raw) != KEY_SIZE_BYTES:
+        if not isinstance(raw, bytes):
             raise VerificationError(
-                f"Ed25519 private key: expected {KEY_SIZE_BYTES} raw bytes, got "
-                + (f"{len(raw)} bytes" if isinstance(raw, bytes) else type(raw).__name__)
+                f"Ed25519 private key: expected bytes, got {type(raw).__name__}"
+            )
+        if len(raw) != KEY_SIZE_BYTES:
+            raise VerificationError(
+                f"Ed25519 private key: expected {KEY_SIZE_BYTES} raw bytes, got {len(raw)}"
             )
         return cls(Ed25519PrivateKey.from_private_bytes(raw))
 

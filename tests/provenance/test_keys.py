@@ -84,3 +84,10 @@ def test_wrong_length_keys_are_rejected(raw: bytes) -> None:
         PublicKey(raw)
     with pytest.raises(VerificationError, match="32 raw bytes"):
         SigningKey.from_private_bytes(raw)
+
+
+def test_non_bytes_key_material_is_rejected_by_type() -> None:
+    with pytest.raises(VerificationError, match="expected bytes, got bytearray"):
+        PublicKey(bytearray(32))  # type: ignore[arg-type]
+    with pytest.raises(VerificationError, match="expected bytes, got str"):
+        SigningKey.from_private_bytes("00" * 32)  # type: ignore[arg-type]
