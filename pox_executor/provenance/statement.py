@@ -67,6 +67,18 @@ class Binding:
     task_id: str
     image_digest: str
 
+    @classmethod
+    def from_json(cls, raw: Any, *, where: str) -> Binding:
+        keys = _field(raw, "public_keys", list, where)
+        if not all(isinstance(k, str) for k in keys):
+            raise VerificationError(f"{where}: public_keys must be hex strings")
+        return cls(
+            nonce=_field(raw, "nonce", str, where),
+            public_keys=tuple(keys),
+            task_id=_field(raw, "task_id", str, where),
+            image_digest=_field(raw, "image_digest", str, where),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "nonce": self.nonce,
@@ -245,12 +257,8 @@ def parse_statement(payload: bytes, *, where: str) -> ParsedJob:
     if evidence_raw is None:
         raise VerificationError(f"{where}: no TEE evidence among the byproducts")
     evidence = Evidence.from_json(evidence_raw.get("evidence"), where=f"{where}.evidence")
-    b = _field(evidence_raw, "binding", dict, f"{where}.evidence")
-    binding = Binding(
-        nonce=_field(b, "nonce", str, f"{where}.binding"),
-        public_keys=tuple(_field(b, "public_keys", list, f"{where}.binding")),
-        task_id=_field(b, "task_id", str, f"{where}.binding"),
-        image_digest=_field(b, "image_digest", str, f"{where}.binding"),
+    binding = Binding.from_json(
+        _field(evidence_raw, "binding", dict, f"{where}.evidence"), where=f"{where}.binding"
     )
     return ParsedJob(
         statement=st,

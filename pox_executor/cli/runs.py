@@ -1,0 +1,115 @@
+"""CLI for auditors: `pox runs`, `show`, `verify`, `prove`, `verify-proof` (thin wrappers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pox_executor.audit.findings import Report
+from pox_executor.audit.proof import make_proof, verify_file_proof
+from pox_executor.audit.show import render_runs, render_summary, summarize
+from pox_executor.audit.verify import SIMULATED_SUMMARY, verify_run
+from pox_executor.errors import UsageError
+from pox_executor.provenance.bundle import list_runs, resolve_run
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("runs", help="list the runs recorded under .pox/ here")
+    p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
+    p.set_defaults(handler=_runs)
+
+    p = subparsers.add_parser("show", help="summarise a run: jobs per rule, evidence, root, DAG")
+    p.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_show)
+
+    p = subparsers.add_parser(
+        "verify", help="verify a run offline: signatures, evidence, links, root, files"
+    )
+    p.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
+    p.add_argument(
+        "--allow-simulated",
+        action="store_true",
+        help="accept simulated (sim-report) evidence: integrity only, no confidentiality",
+    )
+    p.add_argument("--no-files", action="store_true", help="do not check files on disk")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_verify)
+
+    p = subparsers.add_parser(
+        "prove", help="write a self-contained proof that FILE came from a run"
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--run", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
+    p.add_argument("-o", "--output", type=Path, help="proof file (default: FILE.tlog-proof)")
+    p.set_defaults(handler=_prove)
+
+    p = subparsers.add_parser("verify-proof", help="check a proof written by `pox prove`")
+    p.add_argument("proof", type=Path)
+    p.add_argument("file", type=Path, nargs="?", help="also check this file's bytes")
+    p.add_argument("--allow-simulated", action="store_true", help="accept simulated evidence")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_verify_proof)
+
+
+def _print_report(report: Report, *, as_json: bool, allow_simulated: bool) -> int:
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        return 0 if report.ok else 1
+    for finding in report.findings:
+        print(finding.render(), file=sys.stderr if finding.level == "error" else sys.stdout)
+    facts = ", ".join(f"{k}={v}" for k, v in report.facts.items() if v is not None)
+    verdict = "OK" if report.ok else f"FAILED ({len(report.errors)} errors)"
+    print(f"{report.subject}: {verdict}" + (f"  [{facts}]" if facts else ""))
+    if report.ok and report.facts.get("simulated") and allow_simulated:
+        print(f"NOTE: {SIMULATED_SUMMARY}")
+    return 0 if report.ok else 1
+
+
+def _runs(args: argparse.Namespace) -> int:
+    print(render_runs(list_runs(args.directory.resolve())))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    summary = summarize(resolve_run(args.run, args.directory.resolve()))
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
+    else:
+        print(render_summary(summary))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    bundle = resolve_run(args.run, args.directory.resolve())
+    report = verify_run(bundle, allow_simulated=args.allow_simulated, check_files=not args.no_files)
+    return _print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
+
+
+def _prove(args: argparse.Namespace) -> int:
+    bundle = resolve_run(args.run, args.directory.resolve())
+    if not args.file.exists():
+        raise UsageError(f"{args.file}: no such file")
+    output: Path = args.output or args.file.with_name(args.file.name + ".tlog-proof")
+    if output.exists():
+        raise UsageError(f"{output} already exists; choose another path with -o")
+    output.write_text(make_proof(bundle, args.file), encoding="utf-8")
+    print(f"wrote {output}")
+    return 0
+
+
+def _verify_proof(args: argparse.Namespace) -> int:
+    try:
+        text = args.proof.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{args.proof}: cannot read proof ({exc})") from exc
+    if args.file is not None and not args.file.is_file():
+        raise UsageError(f"{args.file}: no such file")
+    report = verify_file_proof(text, file=args.file, allow_simulated=args.allow_simulated)
+    return _print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
