@@ -18,6 +18,7 @@ from pox_executor.enclave.verifiers.inputs import (
     parse_at,
     parse_report_data,
 )
+from pox_executor.errors import EvidenceError, UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -64,7 +65,12 @@ def _help(parser: argparse.ArgumentParser) -> int:
 def _verify(args: argparse.Namespace) -> int:
     at = parse_at(args.at) if args.at else None
     expected = parse_report_data(args.report_data) if args.report_data else None
-    policy = load_policy(args.policy) if args.policy else None
+    policy = None
+    if args.policy:
+        try:
+            policy = load_policy(args.policy)
+        except EvidenceError as exc:
+            raise UsageError(str(exc)) from exc
     evidence = load_evidence(
         args.evidence,
         evidence_type=args.type,

@@ -276,7 +276,10 @@ def test_snp_cert_table_round_trip_and_errors() -> None:
 
 
 def test_detect_finds_nothing_real_on_this_machine() -> None:
-    assert detect_tees() == []  # no /dev/attestation, no configfs-tsm on these VMs
+    # These VMs have neither Gramine's /dev/attestation nor configfs-tsm; detection must agree.
+    assert not Path("/dev/attestation").exists()
+    assert not Path("/sys/kernel/config/tsm/report").exists()
+    assert detect_tees() == []
     producer = detect_producer("auto", measurement="sha256:image")
     assert isinstance(producer, SimProducer)
     evidence = producer.produce(bytes(64))
