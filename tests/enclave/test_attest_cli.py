@@ -28,7 +28,7 @@ IN_WINDOW = "2025-07-01T00:00:00Z"
 AFTER = "2025-08-01T00:00:00Z"
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
     code = main(["attest", "verify", *[str(a) for a in argv]])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
