@@ -43,19 +43,25 @@ def _named(namedlist: Any) -> dict[str, Any]:
     return named
 
 
+def _in_basedir(rule: Any, path: str) -> str:
+    """A rule's script/notebook path is relative to the directory of the Snakefile defining it."""
+    if os.path.isabs(path) or "://" in path:
+        return path
+    basedir = rule.basedir
+    try:
+        base = str(basedir.get_path_or_uri(secret_free=True))
+    except (AttributeError, TypeError):
+        base = str(basedir)
+    return os.path.normpath(os.path.join(base, path))
+
+
 def job_facts(job: Any, workdir: Path) -> JobFacts:
     """Plain facts of one (non-group) Snakemake job."""
     rule = job.rule
     resources = {k: v for k, v in _named(job.resources).items() if k not in _VOLATILE_RESOURCES}
     network = bool(resources.get(NETWORK_RESOURCE, 0))
     script = getattr(rule, "script", None)
-    script_path = None
-    if script:
-        script_path = (
-            _rel(Path(rule.basedir.get_path_or_uri()) / script, workdir)
-            if hasattr(rule.basedir, "get_path_or_uri")
-            else _rel(os.path.join(str(rule.basedir), str(script)), workdir)
-        )
+    script_path = _rel(_in_basedir(rule, str(script)), workdir) if script else None
     shell = getattr(rule, "shellcmd", None)
     shell_formatted = None
     if shell:
@@ -75,7 +81,7 @@ def job_facts(job: Any, workdir: Path) -> JobFacts:
     for attr in ("notebook",):
         value = getattr(rule, attr, None)
         if value:
-            extra.append(_rel(os.path.join(str(rule.basedir), str(value)), workdir))
+            extra.append(_rel(_in_basedir(rule, str(value)), workdir))
     return JobFacts(
         jobid=int(job.jobid),
         rule=str(rule.name),

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
@@ -25,14 +25,12 @@ from snakemake_interface_executor_plugins.settings import (
 )
 
 from pox_executor import __version__
+from pox_executor.enclave.backends import BackendOptions, backend_names, create_runtime
 from pox_executor.enclave.runtime import EnclaveRuntime, JobSpec, OutputSpec
-from pox_executor.enclave.sim import SimRuntime
 from pox_executor.errors import PoxError
 from pox_executor.jobfacts import job_facts
 from pox_executor.provenance.bundle import STATUS_FAILED, STATUS_SUCCEEDED
 from pox_executor.provenance.recorder import JobFacts, RunRecorder
-
-BACKENDS = ("sim",)
 
 
 @dataclass
@@ -41,7 +39,16 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
         default="sim",
         metadata={
             "help": "Enclave runtime that runs each job: 'sim' (bubblewrap isolation, simulated "
-            "evidence that strict verification rejects).",
+            "evidence that strict verification rejects) or 'docker' (one container per job in "
+            "a measured image).",
+            "env_var": False,
+        },
+    )
+    default_image: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
+        default=None,
+        metadata={
+            "help": "Image for rules without a `container:` directive (container backends), "
+            "e.g. an image built by `pox images build python`.",
             "env_var": False,
         },
     )
@@ -89,13 +96,19 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             settings = ExecutorSettings()
         self.settings: ExecutorSettings = settings
         self.workdir = Path.cwd().resolve()
-        if self.settings.backend not in BACKENDS:
+        if self.settings.backend not in backend_names():
             raise WorkflowError(
                 f"--pox-backend {self.settings.backend!r} is not available; "
-                f"choose one of: {', '.join(BACKENDS)}"
+                f"choose one of: {', '.join(backend_names())}"
             )
-        self.runtime: EnclaveRuntime = SimRuntime(isolate=not self.settings.no_isolation)
         try:
+            self.runtime: EnclaveRuntime = create_runtime(
+                self.settings.backend,
+                BackendOptions(
+                    isolate=not self.settings.no_isolation,
+                    default_image=self.settings.default_image,
+                ),
+            )
             self.runtime.prepare(self.workdir)
             self.recorder = RunRecorder(
                 self.workdir,
@@ -174,6 +187,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             log_path=self.recorder.bundle.logs_dir / f"{invocation_id}.log",
             network=any(f.network for f in facts),
             threads=max(f.threads for f in facts),
+            mem_mb=_mem_mb(facts),
+            container=next((f.container for f in facts if f.container), None),
         )
         future = self._pool.submit(self._execute, facts, spec)
         self._running[invocation_id] = _Running(members=facts, future=future)
@@ -252,3 +267,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             f"root {self.recorder.log.root().hex()[:16]}...; verify with "
             f"`pox verify {self.recorder.run_id}`"
         )
+
+
+def _mem_mb(facts: list[JobFacts]) -> int | None:
+    values = [f.resources.get("mem_mb") for f in facts]
+    numbers = [int(v) for v in values if isinstance(v, int | float)]
+    return max(numbers) if numbers else None

@@ -41,6 +41,8 @@ class JobSpec:
     log_path: Path
     network: bool = False
     threads: int = 1
+    mem_mb: int | None = None
+    container: str | None = None  # the rule's `container:` image, for container backends
     env: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -1,0 +1,47 @@
+"""The registry of enclave runtimes: maps a `--pox-backend` name to a constructor.
+
+Backends register here and nowhere else; the plugin and the CLI only call `create_runtime`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pox_executor.enclave.runtime import EnclaveRuntime
+from pox_executor.errors import UsageError
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Settings every backend receives (each uses what applies to it)."""
+
+    isolate: bool = True
+    default_image: str | None = None
+
+
+def _sim(options: BackendOptions) -> EnclaveRuntime:
+    from pox_executor.enclave.sim import SimRuntime
+
+    return SimRuntime(isolate=options.isolate)
+
+
+_BACKENDS: dict[str, Callable[[BackendOptions], EnclaveRuntime]] = {"sim": _sim}
+
+
+def register_backend(name: str, factory: Callable[[BackendOptions], EnclaveRuntime]) -> None:
+    _BACKENDS[name] = factory
+
+
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def create_runtime(name: str, options: BackendOptions | None = None) -> EnclaveRuntime:
+    factory = _BACKENDS.get(name)
+    if factory is None:
+        raise UsageError(
+            f"unknown backend {name!r}; available: {', '.join(backend_names())}",
+            hint="choose one with --pox-backend",
+        )
+    return factory(options or BackendOptions())
