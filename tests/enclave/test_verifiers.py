@@ -507,3 +507,26 @@ def test_policy_file_not_json(tmp_path: Path) -> None:
 
 def test_vectors_present() -> None:
     assert vector("intel-sgx-root-ca.der").stat().st_size > 0
+
+
+def test_pinned_roots_are_self_signed_vendor_roots() -> None:
+    from pox_executor.enclave.verifiers.dcap import intel_root_ca_der
+    from pox_executor.enclave.verifiers.snp import pinned_arks
+
+    arks = pinned_arks()
+    assert set(arks) == {"Milan", "Genoa", "Turin"}
+    for product, ark in arks.items():
+        ark.verify_directly_issued_by(ark)
+        assert ark.subject.rfc4514_string().startswith(f"CN=ARK-{product},")
+    assert intel_root_ca_der() == vector("intel-sgx-root-ca.der").read_bytes()
+
+
+def test_turin_tcb_layout() -> None:
+    from pox_executor.enclave.verifiers import parse_snp_report
+
+    blob = bytearray(snp_evidence().value)
+    blob[0x180:0x188] = bytes([1, 2, 3, 4, 0, 0, 0, 5])
+    turin = parse_snp_report(bytes(blob), product="Turin").reported_tcb
+    assert turin == {"fmc": 1, "bootloader": 2, "tee": 3, "snp": 4, "microcode": 5}
+    milan = parse_snp_report(bytes(blob)).reported_tcb
+    assert milan == {"bootloader": 1, "tee": 2, "snp": 0, "microcode": 5}

@@ -43,8 +43,19 @@ OID_UCODE_SPL = "1.3.6.1.4.1.3704.1.3.8"
 OID_HWID = "1.3.6.1.4.1.3704.1.4"
 OID_PRODUCT_NAME = "1.3.6.1.4.1.3704.1.2"
 
-# The pinned AMD Root Keys, by product line. Add Genoa/Turin ARKs here as PEM files.
-_PINNED_ARKS = {"Milan": "roots/amd-ark-milan.pem"}
+# The pinned AMD Root Keys, by product line (see roots/README.md for their provenance).
+_PINNED_ARKS = {
+    "Milan": "roots/amd-ark-milan.pem",
+    "Genoa": "roots/amd-ark-genoa.pem",
+    "Turin": "roots/amd-ark-turin.pem",
+}
+# Byte positions of the TCB components in an 8-byte TCB_VERSION. Turin adds an FMC component
+# and moves the others (SEV-SNP ABI specification, TCB_VERSION structure).
+_TCB_LAYOUT = {
+    "Milan": {"bootloader": 0, "tee": 1, "snp": 6, "microcode": 7},
+    "Genoa": {"bootloader": 0, "tee": 1, "snp": 6, "microcode": 7},
+    "Turin": {"fmc": 0, "bootloader": 1, "tee": 2, "snp": 3, "microcode": 7},
+}
 
 
 @dataclass(frozen=True)
@@ -70,8 +81,11 @@ class SnpReport:
         return bool(self.policy & POLICY_DEBUG)
 
 
-def parse_snp_report(blob: bytes) -> SnpReport:
-    """Parse an SEV-SNP attestation report (little-endian fields, signature at 0x2A0)."""
+def parse_snp_report(blob: bytes, *, product: str = "Milan") -> SnpReport:
+    """Parse an SEV-SNP attestation report (little-endian fields, signature at 0x2A0).
+
+    `product` (Milan, Genoa, Turin) selects the layout of the reported TCB version.
+    """
     if len(blob) < REPORT_SIZE:
         raise EvidenceError(f"snp-report: expected {REPORT_SIZE} bytes, got {len(blob)}")
     version = int.from_bytes(blob[0:4], "little")
@@ -91,7 +105,10 @@ def parse_snp_report(blob: bytes) -> SnpReport:
         report_data=bytes(blob[0x50:0x90]),
         measurement=bytes(blob[0x90:0xC0]),
         host_data=bytes(blob[0xC0:0xE0]),
-        reported_tcb={"bootloader": tcb[0], "tee": tcb[1], "snp": tcb[6], "microcode": tcb[7]},
+        reported_tcb={
+            name: tcb[index]
+            for name, index in _TCB_LAYOUT.get(product, _TCB_LAYOUT["Milan"]).items()
+        },
         chip_id=bytes(blob[0x1A0:0x1E0]),
         signed_bytes=bytes(blob[:SIGNED_SIZE]),
         signature_r=int.from_bytes(blob[0x2A0 : 0x2A0 + 72], "little"),
@@ -133,23 +150,7 @@ def load_certificates(raw: Any, *, where: str) -> list[x509.Certificate]:
 
 def verify_snp(evidence: Evidence, at: datetime) -> TeeClaims:
     """Parse an SNP report, check its VCEK chain to a pinned ARK and its signature at `at`."""
-    report = parse_snp_report(evidence.value)
-    claims = TeeClaims(
-        type="snp-report",
-        measurements={"measurement": report.measurement.hex(), "host_data": report.host_data.hex()},
-        report_data=report.report_data,
-        debug=report.debug,
-        authentic=False,
-        details={
-            "report_version": report.version,
-            "guest_policy": f"{report.policy:#x}",
-            "smt_allowed": bool(report.policy & POLICY_SMT),
-            "vmpl": report.vmpl,
-            "guest_svn": report.guest_svn,
-            "reported_tcb": dict(report.reported_tcb),
-            "chip_id": report.chip_id.hex(),
-        },
-    )
+    parse_snp_report(evidence.value)  # malformed reports fail before the material is read
     aux: Mapping[str, Any] = evidence.aux
     if "vcek" not in aux or "cert_chain" not in aux:
         missing = "vcek" if "vcek" not in aux else "cert_chain"
@@ -168,6 +169,23 @@ def verify_snp(evidence: Evidence, at: datetime) -> TeeClaims:
     vcek, (ask, ark) = vceks[0], chain
 
     product = _product_of(ark)
+    report = parse_snp_report(evidence.value, product=product)
+    claims = TeeClaims(
+        type="snp-report",
+        measurements={"measurement": report.measurement.hex(), "host_data": report.host_data.hex()},
+        report_data=report.report_data,
+        debug=report.debug,
+        authentic=False,
+        details={
+            "report_version": report.version,
+            "guest_policy": f"{report.policy:#x}",
+            "smt_allowed": bool(report.policy & POLICY_SMT),
+            "vmpl": report.vmpl,
+            "guest_svn": report.guest_svn,
+            "reported_tcb": dict(report.reported_tcb),
+            "chip_id": report.chip_id.hex(),
+        },
+    )
     claims.details["product"] = product
     failures = claims.failures
     failures.extend(_chain_failures(vcek, ask, ark))
