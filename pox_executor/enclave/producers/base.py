@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pox_executor.errors import EnclaveError
+from pox_executor.errors import EnclaveError, EvidenceError
 
 # Given a fresh quote, return the DCAP collateral object to archive as aux["collateral"]
 # (the JSON object of dcap-qvl's QuoteCollateralV3), e.g. fetched from a PCCS at attestation time.
@@ -72,8 +72,12 @@ def read_text(fs: FileOps, path: Path, what: str) -> str:
 
 def check_dcap_quote(quote: bytes, report_data: bytes, *, want_tdx: bool, source: str) -> None:
     """The quote parses, is of the expected TEE and carries exactly `report_data`."""
-    import dcap_qvl
+    from pox_executor.enclave.verifiers.dcap import import_dcap_qvl
 
+    try:
+        dcap_qvl = import_dcap_qvl()
+    except EvidenceError as exc:
+        raise EnclaveError(str(exc), hint=exc.hint) from exc
     try:
         parsed = dcap_qvl.parse_quote(quote)
     except ValueError as exc:

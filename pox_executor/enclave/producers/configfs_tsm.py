@@ -10,6 +10,7 @@ specification: 16-byte GUID, 32-bit offset, 32-bit length, terminated by an all-
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import uuid
@@ -89,13 +90,16 @@ class ConfigfsTsmProducer:
             ) from exc
         try:
             outblob, auxblob = self._generate(entry, report_data)
-        finally:
-            try:
+        except BaseException:
+            with contextlib.suppress(OSError):
                 self.fs.rmdir(entry)
-            except OSError as exc:
-                raise EnclaveError(
-                    f"cannot remove report entry {entry}: {exc.strerror or exc}"
-                ) from exc
+            raise
+        try:
+            self.fs.rmdir(entry)
+        except OSError as exc:
+            raise EnclaveError(
+                f"cannot remove report entry {entry}: {exc.strerror or exc}"
+            ) from exc
         source = str(entry / "outblob")
         aux: dict[str, Any] = {}
         if self.kind == "tdx":

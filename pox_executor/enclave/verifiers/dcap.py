@@ -46,6 +46,18 @@ COLLATERAL_FIELDS = (
 _TIME_WORDS = ("expired", "in the future", "crlexpired", "not yet valid")
 
 
+def import_dcap_qvl() -> Any:
+    """The dcap-qvl module (the `attest` extra), or EvidenceError saying how to install it."""
+    try:
+        import dcap_qvl
+    except ImportError as exc:
+        raise EvidenceError(
+            "verifying Intel DCAP evidence needs the dcap-qvl package",
+            hint="pip install 'pox-executor[attest]' (dcap-qvl 0.7)",
+        ) from exc
+    return dcap_qvl
+
+
 def intel_root_ca_der() -> bytes:
     """The pinned Intel SGX Root CA certificate (DER) that all DCAP evidence must chain to."""
     return (
@@ -125,8 +137,7 @@ def collateral_window(
 
 def verify_dcap(evidence: Evidence, at: datetime) -> TeeClaims:
     """Parse a DCAP quote, check it with dcap-qvl at time `at`, and return its claims."""
-    import dcap_qvl  # imported here: the attest extra is needed only for DCAP evidence
-
+    dcap_qvl = import_dcap_qvl()
     kind = evidence.type
     try:
         quote = dcap_qvl.parse_quote(evidence.value)
