@@ -1,0 +1,23 @@
+"""Snakemake's own executor-plugin suite, run against `--executor pox`.
+
+`TestWorkflowsLocalStorageBase` runs Snakemake's bundled test workflows (a simple DAG, a group
+workflow) in-process through the plugin, with the default `ExecutorSettings` (sim backend,
+bubblewrap isolation), exactly as the Snakemake plugin catalog expects of every executor.
+"""
+
+from typing import Optional
+
+import snakemake.common.tests
+from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
+
+from pox_executor.plugin import ExecutorSettings
+
+
+class TestWorkflows(snakemake.common.tests.TestWorkflowsLocalStorageBase):
+    __test__ = True
+
+    def get_executor(self) -> str:
+        return "pox"
+
+    def get_executor_settings(self) -> Optional[ExecutorSettingsBase]:  # noqa: UP045
+        return ExecutorSettings()
