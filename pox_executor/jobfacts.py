@@ -109,3 +109,48 @@ def job_facts(job: Any, workdir: Path) -> JobFacts:
         network=network,
         extra_code=tuple(extra),
     )
+
+
+_THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def direct_shell_command(job: Any) -> tuple[str, dict[str, str]] | None:
+    """The shell command that runs a plain `shell:` job exactly as Snakemake's `shell()` would.
+
+    Re-invoking Snakemake costs 1-2 s per job; a plain shell job needs none of it. Returns None
+    (use the Snakemake subprocess) for anything else: group, run/script/notebook/wrapper rules,
+    shadow, benchmark, pipes and services, conda, containers, environment modules.
+    """
+    import shlex
+
+    from snakemake.shell import shell
+
+    rule = job.rule
+    if job.is_group() or getattr(job, "is_norun", False):
+        return None
+    if not getattr(rule, "shellcmd", None):
+        return None
+    if any(getattr(rule, attr, None) for attr in ("script", "notebook", "wrapper", "cwl")):
+        return None
+    if job.is_shadow or job.benchmark is not None or job.is_pipe or job.is_service:
+        return None
+    if getattr(job, "conda_env_spec", None) or getattr(job, "container_img_url", None):
+        return None
+    if getattr(job, "env_modules", None):
+        return None
+    if job.resources.get("shell_exec") is not None:
+        return None
+    executable = shell.get_executable() or "/bin/sh"
+    body = " ".join(
+        (shell._get_process_prefix(executable), str(job.shellcmd), shell._process_suffix)
+    )
+    threads = str(job.threads)
+    env = dict.fromkeys(_THREAD_ENV, threads)
+    return f"exec {shlex.quote(executable)} -c {shlex.quote(body)}", env

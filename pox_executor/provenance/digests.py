@@ -5,7 +5,8 @@ unchanged file, and a digest computed for a job's output is reused by its consum
 of the key because any write or rename changes it, so a same-size rewrite within one mtime tick
 cannot hit a stale entry. A directory's digest is the SHA-256 of its manifest: one line
 `<sha256-hex>  <relative path>\n` per regular file, sorted by path (the `sha256sum` format), so
-an auditor can recompute it with standard tools.
+an auditor can recompute it with standard tools. Snakemake's own marker file
+`.snakemake_timestamp`, which it writes into directory outputs after a job, is not part of it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from pox_executor.errors import PoxError
 
 _CHUNK_BYTES = 1 << 20
+_DIRECTORY_MARKERS = frozenset({".snakemake_timestamp"})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
     device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -147,7 +149,10 @@ class Hasher:
         for name in paths:
             full = base / name
             if full.is_dir():
-                plan.append((name, full, sorted(p for p in full.rglob("*") if p.is_file())))
+                listed_files = [
+                    p for p in full.rglob("*") if p.is_file() and p.name not in _DIRECTORY_MARKERS
+                ]
+                plan.append((name, full, sorted(listed_files)))
             else:
                 plan.append((name, full, None))
         every_file: list[Path] = []
