@@ -127,6 +127,12 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             )
         except PoxError as exc:
             raise WorkflowError(exc.diagnostics()) from exc
+        if not self.runtime.isolated:
+            self.logger.warning(
+                f"PoX: jobs will NOT be isolated ({self.runtime.describe_isolation()}); every "
+                "job statement records this. Install Debian's 'bubblewrap' and run where "
+                "namespaces can be created to isolate jobs."
+            )
         self.logger.info(
             f"PoX: run {self.recorder.run_id} ({'resumed' if self.recorder.resumed else 'new'}), "
             f"backend {self.runtime.name}, isolation: {self.runtime.describe_isolation()}; "
@@ -277,6 +283,12 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._pool.shutdown(wait=True)
         status = STATUS_FAILED if self._any_failed or self._cancelled.is_set() else STATUS_SUCCEEDED
         self.recorder.finish(status, self._edges)
+        if not self.runtime.isolated:
+            self.logger.warning(
+                f"PoX: jobs will NOT be isolated ({self.runtime.describe_isolation()}); every "
+                "job statement records this. Install Debian's 'bubblewrap' and run where "
+                "namespaces can be created to isolate jobs."
+            )
         self.logger.info(
             f"PoX: run {self.recorder.run_id} {status}: {self.recorder.log.size} records, "
             f"root {self.recorder.log.root().hex()[:16]}...; verify with "

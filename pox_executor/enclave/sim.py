@@ -9,7 +9,6 @@ the job ran without isolation.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import signal
 import subprocess
@@ -29,8 +28,6 @@ from pox_executor.enclave.isolation import (
 )
 from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now
 from pox_executor.errors import EnclaveError
-
-log = logging.getLogger(__name__)
 
 _NOISE_PREFIXES = (".snakemake/",)
 
@@ -63,13 +60,6 @@ class SimRuntime:
         else:
             self._why_not = self._probe(workdir)
         self._isolated = not self._why_not
-        if not self._isolated:
-            log.warning(
-                "PoX sim backend: jobs will NOT be isolated (%s); every job statement records "
-                "this. Install Debian's 'bubblewrap' and run as a user allowed to create "
-                "namespaces to isolate jobs.",
-                self._why_not,
-            )
 
     def _probe(self, workdir: Path) -> str:
         assert self._stage_root is not None
