@@ -64,13 +64,17 @@ class SimRuntime:
     def _probe(self, workdir: Path) -> str:
         assert self._stage_root is not None
         sandbox = create_sandbox(self._stage_root / "probe")
-        argv = sandbox_argv(
-            "echo probe > .pox-probe",
-            workdir=workdir,
-            sandbox=sandbox,
-            network=False,
-            hidden=self._hidden(workdir),
-        )
+        try:
+            argv = sandbox_argv(
+                "echo probe > .pox-probe",
+                workdir=workdir,
+                sandbox=sandbox,
+                network=False,
+                hidden=self._hidden(workdir),
+            )
+        except ValueError as exc:
+            commit_outputs(sandbox, workdir, [])
+            return str(exc)
         try:
             result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
