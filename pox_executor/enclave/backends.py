@@ -26,7 +26,13 @@ def _sim(options: BackendOptions) -> EnclaveRuntime:
     return SimRuntime(isolate=options.isolate)
 
 
-_BACKENDS: dict[str, Callable[[BackendOptions], EnclaveRuntime]] = {"sim": _sim}
+def _docker(options: BackendOptions) -> EnclaveRuntime:
+    from pox_executor.enclave.docker import DockerRuntime
+
+    return DockerRuntime(default_image=options.default_image)
+
+
+_BACKENDS: dict[str, Callable[[BackendOptions], EnclaveRuntime]] = {"sim": _sim, "docker": _docker}
 
 
 def register_backend(name: str, factory: Callable[[BackendOptions], EnclaveRuntime]) -> None:
