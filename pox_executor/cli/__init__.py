@@ -20,6 +20,7 @@ from pox_executor.errors import PoxError, UsageError
 _COMMAND_MODULES = (
     "pox_executor.cli.runs",
     "pox_executor.cli.attest",
+    "pox_executor.cli.images",
 )
 
 

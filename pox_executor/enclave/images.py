@@ -300,7 +300,16 @@ def measurement_of(inspected: dict[str, Any]) -> str:
 
 def list_images() -> list[ImageInfo]:
     """Every `pox/<name>` image the engine holds, with its measurement and size."""
-    out = docker("image", "ls", "--filter", f"label={LABEL_NAME}", "--format", "{{.ID}}")
+    out = docker(
+        "image",
+        "ls",
+        "--filter",
+        f"label={LABEL_NAME}",
+        "--filter",
+        "dangling=false",
+        "--format",
+        "{{.ID}}",
+    )
     infos: list[ImageInfo] = []
     for image_id in sorted(set(out.split())):
         inspected = inspect_image(image_id)
@@ -464,6 +473,7 @@ def _import(recipe: Recipe, tar_path: Path, measurement: str, digest: str) -> No
         "--change",
         f"LABEL {LABEL_RECIPE}={digest}",
     ]
+    previous = inspect_image(recipe.tag)
     docker("import", *changes, "-", recipe.tag, input_path=tar_path, timeout=1800)
     docker("tag", recipe.tag, f"{IMAGE_REPOSITORY}/{recipe.name}:{measurement[:16]}")
     inspected = inspect_image(recipe.tag)
@@ -471,6 +481,11 @@ def _import(recipe: Recipe, tar_path: Path, measurement: str, digest: str) -> No
         got = measurement_of(inspected) if inspected else "nothing"
         raise EnclaveError(
             f"docker import of {recipe.name}: layer digest {got} is not the tar's {measurement}"
+        )
+    if previous is not None and previous.get("Id") != inspected.get("Id"):
+        # The superseded import; left in place if a container still uses it or it is tagged.
+        subprocess.run(
+            ["docker", "image", "rm", str(previous["Id"])], capture_output=True, check=False
         )
 
 
