@@ -303,7 +303,17 @@ def _check_links(records: list[Record], report: Report) -> None:
                 )
                 continue
             produced = {s.name: s.sha256 for s in producer.job.subjects}
-            if dep.name not in produced:
+            directory = producer_info.get("directory")
+            if directory is not None:
+                # a file inside the producer's directory() output: the directory must be listed
+                if directory not in produced or not dep.name.startswith(f"{directory}/"):
+                    report.error(
+                        "parent-link",
+                        f"input {dep.name}: the producer ({producer.where}) has no directory "
+                        f"output {directory!r} containing it",
+                        record.where,
+                    )
+            elif dep.name not in produced:
                 report.error(
                     "parent-link",
                     f"input {dep.name}: the producer ({producer.where}) has no such output",

@@ -16,7 +16,7 @@ import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pox_executor.enclave.evidence import report_data_for
@@ -304,6 +304,10 @@ class RunRecorder:
             producer = producers.get(d.path)
             if producer is None:
                 producer = self._earlier_producers().get((d.path, d.sha256))
+            directory, in_directory = _enclosing_producer(d.path, producers)
+            if producer is None and in_directory is not None:
+                # e.g. a file of a checkpoint's directory() output: link to the directory's job
+                producer = in_directory
             if producer is None:
                 annotations["pox.origin"] = "source"
             else:
@@ -312,6 +316,8 @@ class RunRecorder:
                     "run_id": producer.run_id,
                     "envelope": producer.envelope,
                 }
+                if producer is in_directory:
+                    annotations["pox.producer"]["directory"] = directory
                 if producer.run_id == self.run_id:
                     parents[producer.envelope] = producer
             deps.append(Resource(name=d.path, sha256=d.sha256, annotations=annotations))
@@ -412,6 +418,17 @@ def _output_annotations(out: OutputFile, digest: FileDigest) -> dict[str, Any]:
     if out.is_temp:
         annotations["pox.temp"] = True
     return annotations
+
+
+def _enclosing_producer(
+    path: str, producers: Mapping[str, Producer]
+) -> tuple[str | None, Producer | None]:
+    """The innermost directory output of this run that contains `path`, and its producer."""
+    for parent in PurePosixPath(path).parents:
+        name = parent.as_posix()
+        if name != "." and name in producers:
+            return name, producers[name]
+    return None, None
 
 
 def _payload(line: bytes) -> dict[str, Any]:
