@@ -1,0 +1,1 @@
+"""Test-wide setup. Its presence puts `tests/` on sys.path, so suites share `poxrun`."""
