@@ -283,12 +283,6 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._pool.shutdown(wait=True)
         status = STATUS_FAILED if self._any_failed or self._cancelled.is_set() else STATUS_SUCCEEDED
         self.recorder.finish(status, self._edges)
-        if not self.runtime.isolated:
-            self.logger.warning(
-                f"PoX: jobs will NOT be isolated ({self.runtime.describe_isolation()}); every "
-                "job statement records this. Install Debian's 'bubblewrap' and run where "
-                "namespaces can be created to isolate jobs."
-            )
         self.logger.info(
             f"PoX: run {self.recorder.run_id} {status}: {self.recorder.log.size} records, "
             f"root {self.recorder.log.root().hex()[:16]}...; verify with "
