@@ -64,7 +64,7 @@ abstract contract HubFixture is TestBase {
     AppRegistry internal apps;
     DatasetRegistry internal datasets;
     WorkerpoolRegistry internal pools;
-    PocoHub internal hub;
+    PocoHub public hub;
     BatchProofs internal proofs;
     OrderHasher internal hasher;
 
