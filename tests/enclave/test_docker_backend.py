@@ -1,0 +1,260 @@
+"""The `docker` backend against a real Docker engine: isolation, identity and evidence.
+
+Each test runs plain shell commands as jobs (no Snakemake) through `DockerRuntime.run`, in the
+`pox/python` enclave image, and checks what the job could and could not do and what the runtime
+says it measured. Unit tests at the end need no engine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from docker_images import images, require_docker
+
+from pox_executor.enclave.backends import BackendOptions, backend_names, create_runtime
+from pox_executor.enclave.docker import (
+    CONTAINER_SOURCE_CACHE,
+    DockerRuntime,
+    container_command,
+    image_reference,
+)
+from pox_executor.enclave.evidence import REPORT_DATA_SIZE, parse_sim_report
+from pox_executor.enclave.images import JOB_UID
+from pox_executor.enclave.runtime import JobSpec, OutputSpec, RunOutcome
+from pox_executor.errors import EnclaveError
+
+
+@pytest.fixture(scope="module")
+def python_image() -> str:
+    return images("python")["python"].measurement
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    wd = tmp_path / "wd"
+    (wd / "data").mkdir(parents=True)
+    (wd / "data" / "in.txt").write_text("input\n")
+    (wd / ".pox").mkdir()
+    (wd / ".pox" / "secret").write_text("run keys live here\n")
+    return wd
+
+
+def _run(
+    runtime: DockerRuntime,
+    workdir: Path,
+    command: str,
+    outputs: tuple[str, ...] = (),
+    **extra: object,
+) -> tuple[RunOutcome, str]:
+    spec = JobSpec(
+        invocation_id=f"t{abs(hash((command, str(workdir)))) % 10**10}",
+        command=command,
+        workdir=workdir,
+        outputs=tuple(OutputSpec(p) for p in outputs),
+        log_path=workdir / ".pox" / "logs" / "job.log",
+        container=str(extra.pop("container", "pox/python")),
+        **extra,  # type: ignore[arg-type]
+    )
+    outcome = runtime.run(spec, threading.Event())
+    return outcome, _job_output(spec.log_path.read_text())
+
+
+def _job_output(log: str) -> str:
+    """What the job printed: the log without the backend's header line (which has the command)."""
+    header, _, rest = log.partition("\n")
+    assert header.startswith("PoX docker backend: image "), header
+    return rest
+
+
+@pytest.fixture
+def runtime(workdir: Path, python_image: str) -> DockerRuntime:
+    rt = DockerRuntime()
+    rt.prepare(workdir)
+    return rt
+
+
+@pytest.mark.integration
+def test_job_runs_as_non_root_and_only_declared_outputs_come_back(
+    runtime: DockerRuntime, workdir: Path
+) -> None:
+    outcome, log = _run(
+        runtime,
+        workdir,
+        "mkdir -p out && id -u > out/uid.txt && echo stray > stray.txt && echo x > out/extra.txt",
+        outputs=("out/uid.txt",),
+    )
+    assert outcome.exit_code == 0, log
+    assert (workdir / "out" / "uid.txt").read_text().strip() == str(JOB_UID)
+    assert not (workdir / "stray.txt").exists()
+    assert not (workdir / "out" / "extra.txt").exists()
+    assert "wrote stray.txt" in outcome.discarded_writes
+    assert "wrote out/extra.txt" in outcome.discarded_writes
+    # committed outputs belong to the working directory's owner, as if the host wrote them
+    assert (workdir / "out" / "uid.txt").stat().st_uid == workdir.stat().st_uid
+    assert outcome.isolated and "uid 65532" in outcome.isolation
+
+
+@pytest.mark.integration
+def test_inputs_are_read_only_and_deletions_are_discarded(
+    runtime: DockerRuntime, workdir: Path
+) -> None:
+    outcome, log = _run(
+        runtime,
+        workdir,
+        "if echo tampered >> data/in.txt; then echo WROTE; fi; rm -f data/in.txt; "
+        "test ! -e data/in.txt && echo gone-inside",
+    )
+    assert outcome.exit_code == 0, log
+    assert "WROTE" not in log and "Permission denied" in log
+    assert "gone-inside" in log
+    assert (workdir / "data" / "in.txt").read_text() == "input\n"
+    assert "deleted data/in.txt" in outcome.discarded_writes
+
+
+@pytest.mark.integration
+def test_no_network_no_capabilities_no_new_privileges_read_only_root(
+    runtime: DockerRuntime, workdir: Path
+) -> None:
+    outcome, log = _run(
+        runtime,
+        workdir,
+        "echo IF-BEGIN; ls /sys/class/net; echo IF-END; "
+        "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status; "
+        "touch /usr/pox-probe 2>/dev/null && echo ROOT-WRITABLE; "
+        "cat .pox/secret 2>/dev/null && echo SECRET-VISIBLE; "
+        "python3 -c \"import socket; socket.create_connection(('10.255.255.1', 80), timeout=2)\" "
+        "2>/dev/null && echo CONNECTED; echo done",
+    )
+    assert outcome.exit_code == 0, log
+    assert "CapEff:\t0000000000000000" in log
+    assert "CapPrm:\t0000000000000000" in log
+    assert "CapBnd:\t0000000000000000" in log
+    assert "NoNewPrivs:\t1" in log
+    interfaces = log.split("IF-BEGIN\n")[1].split("IF-END\n")[0].split()
+    assert interfaces == ["lo"]
+    for marker in ("ROOT-WRITABLE", "SECRET-VISIBLE", "CONNECTED"):
+        assert marker not in log
+    assert log.rstrip().endswith("done")
+
+
+@pytest.mark.integration
+def test_network_only_when_the_rule_asks(runtime: DockerRuntime, workdir: Path) -> None:
+    outcome, log = _run(runtime, workdir, "ls /sys/class/net", network=True)
+    assert outcome.exit_code == 0, log
+    assert "eth0" in log
+
+
+@pytest.mark.integration
+def test_cpu_and_memory_limits_come_from_threads_and_mem_mb(
+    runtime: DockerRuntime, workdir: Path
+) -> None:
+    outcome, log = _run(
+        runtime,
+        workdir,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max "
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null; true",
+        threads=1,
+        mem_mb=300,
+    )
+    assert outcome.exit_code == 0, log
+    assert str(300 * 1024 * 1024) in log
+    assert "100000" in log  # one CPU: quota 100000 per 100000 us period
+
+
+@pytest.mark.integration
+def test_identity_and_evidence_carry_the_image_measurement(
+    runtime: DockerRuntime, workdir: Path, python_image: str
+) -> None:
+    session = runtime.measurement()
+    outcome, log = _run(runtime, workdir, "true")
+    assert outcome.exit_code == 0, log
+    assert runtime.measurement() == python_image
+    assert runtime.image_digest() == f"sha256:{python_image}"
+    assert runtime.builder_id().endswith(f"@sha256:{python_image}")
+    evidence = runtime.evidence(b"\x07" * REPORT_DATA_SIZE)
+    report = parse_sim_report(evidence)
+    assert evidence.type == "sim-report" and report.debug
+    assert report.measurement == python_image
+    assert report.report_data == b"\x07" * REPORT_DATA_SIZE
+    # another thread (the session record) sees the backend's own identity, not the job's image
+    seen: list[str] = []
+    t = threading.Thread(target=lambda: seen.append(runtime.measurement()))
+    t.start()
+    t.join()
+    assert seen == [session] and session != python_image
+
+
+@pytest.mark.integration
+def test_missing_image_fails_the_job_with_a_hint(runtime: DockerRuntime, workdir: Path) -> None:
+    spec = JobSpec(
+        invocation_id="missing",
+        command="true",
+        workdir=workdir,
+        outputs=(),
+        log_path=workdir / ".pox" / "logs" / "m.log",
+        container="pox/does-not-exist",
+    )
+    outcome = runtime.run(spec, threading.Event())
+    log = spec.log_path.read_text()
+    assert outcome.exit_code == 125
+    assert "pox images build does-not-exist" in log
+
+
+@pytest.mark.integration
+def test_rule_without_image_uses_the_default(workdir: Path, python_image: str) -> None:
+    rt = create_runtime("docker", BackendOptions(default_image="docker://pox/python"))
+    rt.prepare(workdir)
+    spec = JobSpec(
+        invocation_id="default-image",
+        command="true",
+        workdir=workdir,
+        outputs=(),
+        log_path=workdir / ".pox" / "logs" / "d.log",
+    )
+    assert rt.run(spec, threading.Event()).exit_code == 0
+    assert rt.measurement() == python_image
+    bare = DockerRuntime()
+    bare.prepare(workdir)
+    outcome = bare.run(spec, threading.Event())
+    assert outcome.exit_code == 125
+    assert "--pox-default-image" in spec.log_path.read_text()
+
+
+@pytest.mark.integration
+def test_prepare_needs_an_engine(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_docker()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(EnclaveError, match="running Docker engine"):
+        DockerRuntime().prepare(workdir)
+
+
+# -- units: no engine ---------------------------------------------------------------------------
+
+
+def test_docker_is_a_registered_backend() -> None:
+    assert "docker" in backend_names()
+
+
+def test_image_reference_accepts_docker_names_only() -> None:
+    assert image_reference("docker://pox/python") == "pox/python"
+    assert image_reference("pox/r:latest") == "pox/r:latest"
+    for bad in ("shub://x/y", "library://a/b", "image.sif", ""):
+        with pytest.raises(EnclaveError):
+            image_reference(bad)
+
+
+def test_container_command_uses_the_image_interpreter_and_a_private_source_cache() -> None:
+    import sys
+
+    host = (
+        f"{sys.executable} -m snakemake --snakefile '/w/Snakefile' --runtime-source-cache-path "
+        "'/root/.cache/snakemake/x/tmpab12' --mode 'remote'"
+    )
+    out = container_command(host)
+    assert out.startswith("python3 -m snakemake ")
+    assert f"--runtime-source-cache-path {CONTAINER_SOURCE_CACHE} " in out
+    assert "/root/.cache" not in out
+    assert os.path.basename(sys.executable) not in out.split()[0:1]
