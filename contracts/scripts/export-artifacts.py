@@ -2,7 +2,7 @@
 """Build the contracts and export ABI + bytecode into pox_executor/chain/artifacts/.
 
     python contracts/scripts/export-artifacts.py          # build, then write the artifacts
-    python contracts/scripts/export-artifacts.py --check  # build elsewhere, compare, exit 1 on drift
+    python contracts/scripts/export-artifacts.py --check  # build elsewhere, compare; 1 on drift
 
 Owns only the export step; the artifact format lives in pox_executor.chain.artifacts.
 """
@@ -45,7 +45,8 @@ def build(out_dir: Path, cache_dir: Path) -> None:
 
 def rendered(out_dir: Path) -> dict[str, str]:
     return {
-        name: render_artifact(artifact_from_forge_output(name, out_dir)) for name in EXPORTED_CONTRACTS
+        name: render_artifact(artifact_from_forge_output(name, out_dir))
+        for name in EXPORTED_CONTRACTS
     }
 
 
@@ -63,7 +64,9 @@ def main() -> int:
             or (ARTIFACTS_DIR / f"{name}.json").read_text(encoding="utf-8") != text
         ]  # fmt: skip
         for name in drift:
-            print(f"{ARTIFACTS_DIR / (name + '.json')}: differs from a fresh build", file=sys.stderr)
+            print(
+                f"{ARTIFACTS_DIR / (name + '.json')}: differs from a fresh build", file=sys.stderr
+            )
         if drift:
             print("run `make contracts` and commit the artifacts", file=sys.stderr)
             return 1

@@ -8,11 +8,12 @@ category). Contract logic stays in `contracts/`; keys are passed in, never store
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eth_account import Account
 from web3 import Web3
 from web3.logs import DISCARD
+from web3.types import TxParams
 
 from pox_executor.chain.artifacts import load_artifact
 from pox_executor.errors import PoxError
@@ -58,7 +59,7 @@ def send_legacy_transaction(
     full.pop("maxPriorityFeePerGas", None)
     if gas is None:
         try:
-            gas = int(w3.eth.estimate_gas(full) * 12 // 10) + 10_000
+            gas = int(w3.eth.estimate_gas(cast(TxParams, full)) * 12 // 10) + 10_000
         except Exception as exc:  # web3 raises several unrelated types for reverts
             raise TransactionError(f"transaction from {sender} would revert: {exc}") from exc
     full["gas"] = gas
@@ -67,7 +68,9 @@ def send_legacy_transaction(
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
     if receipt["status"] != 1:
-        raise TransactionError(f"transaction {tx_hash.hex()} reverted (gas used {receipt['gasUsed']})")
+        raise TransactionError(
+            f"transaction {tx_hash.hex()} reverted (gas used {receipt['gasUsed']})"
+        )
     return Receipt(
         tx_hash=tx_hash.hex(),
         gas_used=int(receipt["gasUsed"]),
@@ -85,18 +88,26 @@ def decode_events(event: Any, receipt: Receipt) -> list[dict[str, Any]]:
 def deploy_contract(w3: Web3, private_key: str, name: str, *args: Any) -> tuple[Any, Receipt]:
     """Deploy the exported artifact `name` with constructor `args`; returns (contract, receipt)."""
     artifact = load_artifact(name)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    data = factory.constructor(*args).build_transaction({"gasPrice": DEFAULT_GAS_PRICE_WEI, "gas": 1})
+    abi: Any = artifact.abi
+    factory = w3.eth.contract(abi=abi, bytecode=artifact.bytecode)
+    data = factory.constructor(*args).build_transaction(
+        {"gasPrice": DEFAULT_GAS_PRICE_WEI, "gas": 1}
+    )
     receipt = send_legacy_transaction(w3, private_key, {"data": data["data"]})
     if receipt.contract_address is None:
         raise TransactionError(f"deploying {name} created no contract")
-    return w3.eth.contract(address=receipt.contract_address, abi=artifact.abi), receipt
+    address = Web3.to_checksum_address(receipt.contract_address)
+    return w3.eth.contract(address=address, abi=abi), receipt
 
 
-def transact(w3: Web3, private_key: str, call: Any, *, value: int = 0, gas: int | None = None) -> Receipt:
+def transact(
+    w3: Web3, private_key: str, call: Any, *, value: int = 0, gas: int | None = None
+) -> Receipt:
     """Send a prepared contract function call (`contract.functions.f(...)`) as a legacy tx."""
     tx = call.build_transaction({"gasPrice": DEFAULT_GAS_PRICE_WEI, "gas": 1, "value": value})
-    return send_legacy_transaction(w3, private_key, {"to": tx["to"], "data": tx["data"], "value": value}, gas=gas)
+    return send_legacy_transaction(
+        w3, private_key, {"to": tx["to"], "data": tx["data"], "value": value}, gas=gas
+    )
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,11 @@ def start_devnet(
             "anvil not found",
             hint="run `bash contracts/scripts/setup.sh`, or set POX_ANVIL to an anvil binary",
         )
+    if not os.access(binary, os.X_OK):
+        raise DevnetError(
+            f"{binary}: anvil is not an executable file",
+            hint="run `bash contracts/scripts/setup.sh`, or set POX_ANVIL to an anvil binary",
+        )
     workdir = tempfile.TemporaryDirectory(prefix="pox-devnet-")
     config_out = Path(workdir.name) / "anvil.json"
     log_path = Path(workdir.name) / "anvil.log"

@@ -18,7 +18,7 @@ from typing import Any
 from eth_abi.packed import encode_packed
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from pox_executor.provenance import merkle
 
@@ -109,7 +109,9 @@ def typed_data(order_type: str, order: dict[str, Any], chain_id: int, hub: str) 
 
 def domain_separator(chain_id: int, hub: str) -> bytes:
     """EIP-712 hashStruct of the domain."""
-    return bytes(encode_typed_data(full_message=typed_data("AppOrder", _ZERO_APP, chain_id, hub)).header)
+    return bytes(
+        encode_typed_data(full_message=typed_data("AppOrder", _ZERO_APP, chain_id, hub)).header
+    )
 
 
 def struct_hash(order_type: str, order: dict[str, Any], chain_id: int, hub: str) -> bytes:
@@ -156,7 +158,9 @@ def result_seal(worker: str, subject: bytes, digest: bytes) -> bytes:
 
 def authorization_message(worker: str, subject: bytes, enclave_challenge: str) -> bytes:
     """The 32 bytes the scheduler (or TEE broker) signs: keccak256(worker, taskid, enclave)."""
-    return keccak(encode_packed(["address", "bytes32", "address"], [worker, subject, enclave_challenge]))
+    return keccak(
+        encode_packed(["address", "bytes32", "address"], [worker, subject, enclave_challenge])
+    )
 
 
 def enclave_message(worker: str, subject: bytes, digest: bytes) -> bytes:
@@ -174,9 +178,13 @@ def sign_eth_message(key: str, message: bytes) -> bytes:
     return bytes(Account.sign_message(encode_defunct(primitive=message), key).signature)
 
 
-def sign_authorization(scheduler_key: str, worker: str, subject: bytes, enclave_challenge: str) -> bytes:
+def sign_authorization(
+    scheduler_key: str, worker: str, subject: bytes, enclave_challenge: str
+) -> bytes:
     """Scheduler's (or TEE broker's) authorization of `worker` for a task or batch."""
-    return sign_eth_message(scheduler_key, authorization_message(worker, subject, enclave_challenge))
+    return sign_eth_message(
+        scheduler_key, authorization_message(worker, subject, enclave_challenge)
+    )
 
 
 def sign_result(enclave_key: str, worker: str, subject: bytes, digest: bytes) -> bytes:

@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
 import pytest
 from eth_account import Account
 from web3 import Web3
@@ -50,7 +51,15 @@ def w3(devnet: Devnet) -> Web3:
 @pytest.fixture(scope="session")
 def keys(devnet: Devnet) -> dict[str, str]:
     """Development keys by role."""
-    roles = ["deployer", "app_owner", "dataset_owner", "scheduler", "requester", "worker", "enclave"]
+    roles = [
+        "deployer",
+        "app_owner",
+        "dataset_owner",
+        "scheduler",
+        "requester",
+        "worker",
+        "enclave",
+    ]
     return dict(zip(roles, devnet.private_keys, strict=False))
 
 

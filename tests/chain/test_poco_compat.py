@@ -27,7 +27,9 @@ _FUZZ = settings(
 
 bytes32 = st.binary(min_size=32, max_size=32)
 uint256 = st.integers(min_value=0, max_value=2**256 - 1)
-private_keys = st.integers(min_value=1, max_value=2**255).map(lambda k: "0x" + k.to_bytes(32, "big").hex())
+private_keys = st.integers(min_value=1, max_value=2**255).map(
+    lambda k: "0x" + k.to_bytes(32, "big").hex()
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +41,25 @@ def market(
         w3,
         keys["app_owner"],
         pox.apps.functions.createApp(
-            addresses["app_owner"], "pox-python", "DOCKER", b"docker.io/pox/python", b"\x01" * 32, b"\xab"
+            addresses["app_owner"],
+            "pox-python",
+            "DOCKER",
+            b"docker.io/pox/python",
+            b"\x01" * 32,
+            b"\xab",
         ),
     )
     dataset_tx = transact(
         w3,
         keys["dataset_owner"],
-        pox.datasets.functions.createDataset(addresses["dataset_owner"], "reads", b"ipfs://r", b"\x02" * 32),
+        pox.datasets.functions.createDataset(
+            addresses["dataset_owner"], "reads", b"ipfs://r", b"\x02" * 32
+        ),
     )
     pool_tx = transact(
-        w3, keys["scheduler"], pox.workerpools.functions.createWorkerpool(addresses["scheduler"], "tee")
+        w3,
+        keys["scheduler"],
+        pox.workerpools.functions.createWorkerpool(addresses["scheduler"], "tee"),
     )
     for role in ("requester", "scheduler"):
         transact(w3, keys[role], pox.hub.functions.deposit(), value=10**21)
@@ -78,11 +89,17 @@ def test_contracts_run_on_bloxberg_settings(w3: Web3, pox: PoxDeployment) -> Non
 
 @_FUZZ
 @given(deal=bytes32, idx=uint256, first=uint256, count=uint256, digest=bytes32)
-def test_ids_match(pox: PoxDeployment, deal: bytes, idx: int, first: int, count: int, digest: bytes) -> None:
+def test_ids_match(
+    pox: PoxDeployment, deal: bytes, idx: int, first: int, count: int, digest: bytes
+) -> None:
     assert pox.hub.functions.taskIdOf(deal, idx).call() == poco.task_id(deal, idx)
-    assert pox.hub.functions.batchIdOf(deal, first, count).call() == poco.batch_id(deal, first, count)
+    assert pox.hub.functions.batchIdOf(deal, first, count).call() == poco.batch_id(
+        deal, first, count
+    )
     task = poco.task_id(deal, idx)
-    assert pox.batch_proofs.functions.batchLeafHash(task, digest).call() == poco.batch_leaf_hash(task, digest)
+    assert pox.batch_proofs.functions.batchLeafHash(task, digest).call() == poco.batch_leaf_hash(
+        task, digest
+    )
 
 
 def _tee_tag(extra_bits: int) -> bytes:
@@ -107,8 +124,12 @@ orders_strategy = st.fixed_dictionaries(
 )
 
 
-def _orders(draw: dict[str, Any], market: dict[str, Any], requester: str) -> dict[str, dict[str, Any]]:
-    salt = bytes(a ^ b for a, b in zip(draw["salt"], next(_unique).to_bytes(32, "big"), strict=True))
+def _orders(
+    draw: dict[str, Any], market: dict[str, Any], requester: str
+) -> dict[str, dict[str, Any]]:
+    salt = bytes(
+        a ^ b for a, b in zip(draw["salt"], next(_unique).to_bytes(32, "big"), strict=True)
+    )
     dataset = market["dataset"] if draw["with_dataset"] else ZERO
     pool_tag = _tee_tag(draw["app_bits"] | draw["request_bits"] | 0x0E)
     va, vd, vw, vr = draw["volumes"]
@@ -123,7 +144,7 @@ def _orders(draw: dict[str, Any], market: dict[str, Any], requester: str) -> dic
         "DatasetOrder": {
             "dataset": dataset, "datasetprice": draw["datasetprice"] if draw["with_dataset"] else 0,
             "volume": vd if draw["with_dataset"] else 0,
-            "tag": draw["dataset_bits"].to_bytes(32, "big") if draw["with_dataset"] else b"\x00" * 32,
+            "tag": (draw["dataset_bits"] if draw["with_dataset"] else 0).to_bytes(32, "big"),
             "apprestrict": market["app"] if restrict and draw["with_dataset"] else ZERO,
             "workerpoolrestrict": ZERO, "requesterrestrict": ZERO, "salt": salt,
         },
@@ -169,7 +190,10 @@ def _match(
         w3,
         keys["requester"],
         pox.hub.functions.matchOrders(
-            signed["AppOrder"], signed["DatasetOrder"], signed["WorkerpoolOrder"], signed["RequestOrder"]
+            signed["AppOrder"],
+            signed["DatasetOrder"],
+            signed["WorkerpoolOrder"],
+            signed["RequestOrder"],
         ),
     )
     assert receipt.raw["type"] == 0
@@ -178,9 +202,13 @@ def _match(
     assert event["dealid"] == expected_deal
     assert event["requestHash"] == request_hash
     assert event["appHash"] == poco.order_hash("AppOrder", orders["AppOrder"], chain_id, hub)
-    assert event["workerpoolHash"] == poco.order_hash("WorkerpoolOrder", orders["WorkerpoolOrder"], chain_id, hub)
+    assert event["workerpoolHash"] == poco.order_hash(
+        "WorkerpoolOrder", orders["WorkerpoolOrder"], chain_id, hub
+    )
     if orders["DatasetOrder"]["dataset"] != ZERO:
-        assert event["datasetHash"] == poco.order_hash("DatasetOrder", orders["DatasetOrder"], chain_id, hub)
+        assert event["datasetHash"] == poco.order_hash(
+            "DatasetOrder", orders["DatasetOrder"], chain_id, hub
+        )
     # the struct hashes eth-account signs are the ones the hub recovered signatures against
     assert pox.hub.functions.viewConsumed(request_hash).call() == consumed_before + event["volume"]
     return expected_deal, dict(event)
@@ -212,7 +240,9 @@ def test_per_task_path_matches_python(
     enclave = Account.from_key(enclave_key).address
     authorization = poco.sign_authorization(keys["scheduler"], worker, task, enclave)
     result = poco.sign_result(enclave_key, worker, task, digest)
-    finalize = pox.hub.functions.contributeAndFinalize(task, digest, b"ipfs://r", b"", enclave, result, authorization)
+    finalize = pox.hub.functions.contributeAndFinalize(
+        task, digest, b"ipfs://r", b"", enclave, result, authorization
+    )
     other_digest = bytes(a ^ 0xFF for a in digest)
     tampered = pox.hub.functions.contributeAndFinalize(
         task, other_digest, b"", b"", enclave, result, authorization
@@ -222,7 +252,9 @@ def test_per_task_path_matches_python(
     receipt = transact(w3, keys["worker"], finalize)
     contributed = decode_events(pox.hub.events.TaskContribute(), receipt)[0]
     assert contributed["hash"] == poco.result_hash(task, digest)
-    assert pox.hub.functions.viewTask(task).call()[7] == poco.result_hash(task, digest)  # consensusValue
+    assert pox.hub.functions.viewTask(task).call()[7] == poco.result_hash(
+        task, digest
+    )  # consensusValue
 
 
 @_FUZZ
@@ -251,7 +283,9 @@ def test_batched_path_matches_python(
     receipt = transact(
         w3,
         keys["worker"],
-        pox.hub.functions.contributeAndFinalizeBatch(deal, first, count, root, b"", enclave, result, authorization),
+        pox.hub.functions.contributeAndFinalizeBatch(
+            deal, first, count, root, b"", enclave, result, authorization
+        ),
     )
     finalized = decode_events(pox.hub.events.BatchFinalize(), receipt)[0]
     assert finalized["batchid"] == batch
@@ -261,4 +295,6 @@ def test_batched_path_matches_python(
         proof = merkle.inclusion_proof(leaves, i)
         assert pox.batch_proofs.functions.verifyBatchedResult(deal, first + i, digest, proof).call()
         forged = bytes(b ^ 1 for b in digest)
-        assert not pox.batch_proofs.functions.verifyBatchedResult(deal, first + i, forged, proof).call()
+        assert not pox.batch_proofs.functions.verifyBatchedResult(
+            deal, first + i, forged, proof
+        ).call()
