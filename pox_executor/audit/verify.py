@@ -112,11 +112,19 @@ def verify_run(
     # -- checkpoint and log -----------------------------------------------------------------
     read = read_log_lines(bundle.attestations_path)
     lines = read.lines
-    if read.torn_bytes:
+    if read.torn_bytes and bundle.meta.get("status") == STATUS_RUNNING:
         report.warn(
             "log",
             f"{read.torn_bytes} bytes after the last complete line (a write interrupted by a "
             "crash); they are not part of the log",
+            bundle.attestations_path.name,
+        )
+    elif read.torn_bytes:
+        # a finished run's writer closed its log cleanly: nothing can be torn, so it was added
+        report.error(
+            "log",
+            f"{read.torn_bytes} bytes after the last complete line of a finished run: data was "
+            "appended to the log after the run ended",
             bundle.attestations_path.name,
         )
     try:
