@@ -30,8 +30,9 @@ rule all:
     input: "b.txt", "c.txt"
 
 rule a:
+    input: "data.txt"
     output: "a.txt"
-    shell: "echo alpha > {output}"
+    shell: "cat {input} > {output}"
 
 rule b:
     input: "a.txt"
@@ -78,6 +79,7 @@ def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("tamper") / "good"
     workdir.mkdir()
     (workdir / "Snakefile").write_text(SNAKEFILE)
+    (workdir / "data.txt").write_text("alpha\n")
     run_snakemake(workdir)
     return workdir
 
@@ -163,6 +165,15 @@ def delete_output(copy: Copy) -> None:
     (copy.workdir / "c.txt").unlink()
 
 
+def append_bytes(copy: Copy) -> None:
+    with open(copy.log, "ab") as handle:
+        handle.write(b'{"payload":"forged"')
+
+
+def flip_source_byte(copy: Copy) -> None:
+    (copy.workdir / "data.txt").write_text("alphA\n")
+
+
 def replace_session_key(copy: Copy) -> None:
     path = copy.bundle / "run.json"
     meta = json.loads(path.read_text())
@@ -219,6 +230,22 @@ CASES: dict[str, tuple[Callable[[Copy], None], list[str]]] = {
         ["which is not a session key of this run", "merkle-root"],
     ),
     "output-file-deleted": (delete_output, ["c.txt is missing on disk"]),
+    "source-file-byte": (
+        flip_source_byte,
+        ["data.txt on disk has sha256", "the file changed after the run"],
+    ),
+    "checkpoint-deleted": (
+        lambda c: (c.bundle / "checkpoint").unlink(),
+        ["the checkpoint file is missing"],
+    ),
+    "log-deleted": (
+        lambda c: c.log.unlink(),
+        ["the checkpoint covers 4 envelopes but the log holds only 0: envelopes were removed"],
+    ),
+    "bytes-appended-after-the-run": (
+        append_bytes,
+        ["bytes after the last complete line of a finished run"],
+    ),
     "session-key-replaced": (
         replace_session_key,
         ["session-evidence", "that signed", "not a session key of this run"],

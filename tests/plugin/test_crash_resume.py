@@ -134,6 +134,11 @@ def test_kill_and_resume(tmp_path: Path, moment: str) -> None:
     assert 1 <= len(prefix) < JOBS
     interrupted = pox("verify", "--allow-simulated", "--no-files", cwd=workdir)
     assert interrupted.returncode == 0, interrupted.stdout + interrupted.stderr
+    with open(bundle / ATTESTATIONS, "ab") as handle:
+        handle.write(b'{"payloadType":"appl')  # as if the kill had torn an append
+    torn = pox("verify", "--allow-simulated", "--no-files", cwd=workdir)
+    assert torn.returncode == 0, torn.stdout + torn.stderr
+    assert "bytes after the last complete line (a write interrupted by a crash)" in torn.stdout
     assert run_json(bundle)["status"] == "running"
 
     unlock(workdir)  # the killed Snakemake left its lock behind
