@@ -212,27 +212,31 @@ abstract contract DealMatching is OrderBook {
         }
         uint256 timeref = _categories[requestorder.category].workClockTimeRef;
 
-        DealRecord storage deal = _deals[dealid];
-        deal.appPointer = apporder.app;
-        deal.appPrice = uint96(apporder.appprice);
-        deal.appOwner = m.appOwner;
-        deal.datasetPrice = uint96(datasetPrice);
-        deal.datasetPointer = datasetorder.dataset;
-        deal.workerpoolPrice = uint96(workerpoolorder.workerpoolprice);
-        deal.datasetOwner = m.datasetOwner;
-        deal.workerStake = uint96(workerpoolorder.workerpoolprice * m.workerStakeRatio / 100);
-        deal.workerpoolPointer = workerpoolorder.workerpool;
-        deal.botFirst = uint64(botFirst);
-        deal.category = uint32(requestorder.category);
-        deal.workerpoolOwner = m.workerpoolOwner;
-        deal.botSize = uint64(m.volume);
-        deal.schedulerRewardRatio = uint8(m.schedulerRewardRatio);
-        deal.requester = requestorder.requester;
-        deal.startTime = uint40(block.timestamp);
-        deal.timeref = uint40(timeref);
-        deal.beneficiary = requestorder.beneficiary;
-        deal.callback = requestorder.callback;
-        deal.tag = m.tag;
-        if (bytes(requestorder.params).length != 0) deal.params = requestorder.params;
+        // One struct assignment lets the compiler write each packed slot once.
+        _deals[dealid] = DealRecord({
+            appPointer: apporder.app,
+            appPrice: uint96(apporder.appprice),
+            appOwner: m.appOwner,
+            datasetPrice: uint96(datasetPrice),
+            datasetPointer: datasetorder.dataset,
+            workerpoolPrice: uint96(workerpoolorder.workerpoolprice),
+            datasetOwner: m.datasetOwner,
+            workerStake: uint96(workerpoolorder.workerpoolprice * m.workerStakeRatio / 100),
+            workerpoolPointer: workerpoolorder.workerpool,
+            botFirst: uint64(botFirst),
+            category: uint32(requestorder.category),
+            workerpoolOwner: m.workerpoolOwner,
+            botSize: uint64(m.volume),
+            schedulerRewardRatio: uint8(m.schedulerRewardRatio),
+            requester: requestorder.requester,
+            startTime: uint40(block.timestamp),
+            timeref: uint40(timeref),
+            beneficiary: requestorder.beneficiary,
+            batchedCount: 0,
+            mode: MODE_UNSET,
+            callback: requestorder.callback,
+            tag: m.tag,
+            params: requestorder.params
+        });
     }
 }
