@@ -58,12 +58,21 @@ class Record:
         return f"line {self.line_no}, job {job.jobid} ({job.rule}) attempt {job.attempt}"
 
 
-def _sessions(bundle: RunBundle, report: Report, allow_simulated: bool) -> dict[str, PublicKey]:
+def _sessions(
+    bundle: RunBundle, report: Report, allow_simulated: bool, *, empty_and_interrupted: bool
+) -> dict[str, PublicKey]:
     """keyid -> public key of every session whose key is bound by its evidence."""
     keys: dict[str, PublicKey] = {}
     sessions = bundle.meta.get("sessions")
     if not isinstance(sessions, list) or not sessions:
-        report.error("run.json", "no sessions recorded: no key can be trusted", "run.json")
+        if empty_and_interrupted:
+            report.warn(
+                "run.json",
+                "the run was interrupted before its first session began: it holds no records",
+                "run.json",
+            )
+        else:
+            report.error("run.json", "no sessions recorded: no key can be trusted", "run.json")
         return keys
     for i, session in enumerate(sessions):
         where = f"run.json sessions[{i}]"
@@ -99,7 +108,11 @@ def verify_run(
 ) -> Report:
     report = Report(subject=f"run {bundle.run_id}")
     workdir = workdir or bundle.workdir
-    keys = _sessions(bundle, report, allow_simulated)
+    read = read_log_lines(bundle.attestations_path)
+    lines = read.lines
+    # killed between creating the bundle and writing its first checkpoint: an empty prefix
+    empty_and_interrupted = not lines and bundle.meta.get("status") == STATUS_RUNNING
+    keys = _sessions(bundle, report, allow_simulated, empty_and_interrupted=empty_and_interrupted)
     note_keys = {}
     for session in bundle.meta.get("sessions", []):
         try:
@@ -110,8 +123,6 @@ def verify_run(
             note_keys[name] = key
 
     # -- checkpoint and log -----------------------------------------------------------------
-    read = read_log_lines(bundle.attestations_path)
-    lines = read.lines
     if read.torn_bytes and bundle.meta.get("status") == STATUS_RUNNING:
         report.warn(
             "log",
@@ -133,7 +144,10 @@ def verify_run(
             checkpoint_text, note_keys, origin=str(bundle.meta.get("origin"))
         )
     except FileNotFoundError:
-        report.error("checkpoint", "the checkpoint file is missing", "checkpoint")
+        if empty_and_interrupted:
+            report.warn("checkpoint", "no checkpoint yet (interrupted before it was written)")
+        else:
+            report.error("checkpoint", "the checkpoint file is missing", "checkpoint")
         checkpoint = None
     except (PoxError, UnicodeDecodeError) as exc:
         report.error("checkpoint", str(exc), "checkpoint")
