@@ -35,6 +35,7 @@ from poxrun import (
     snakemake_env,
 )
 
+from pox_executor.provenance.bundle import RunBundle
 from pox_executor.provenance.checkpoint import verify_checkpoint
 from pox_executor.provenance.keys import SigningKey
 from pox_executor.provenance.log import CHECKPOINT_FILE, RunLog
@@ -171,6 +172,25 @@ def test_kill_and_resume(tmp_path: Path, moment: str) -> None:
     final_verify = pox("verify", "--allow-simulated", cwd=workdir)
     assert final_verify.returncode == 0, final_verify.stdout + final_verify.stderr
     assert "WARNING log" not in final_verify.stdout
+
+
+@pytest.mark.integration
+def test_a_run_killed_before_its_first_session_verifies_empty_and_resumes(tmp_path: Path) -> None:
+    (tmp_path / "Snakefile").write_text(
+        'rule a:\n    output: "a.txt"\n    shell: "echo a > {output}"\n'
+    )
+    # what a kill right after the bundle was created leaves: run.json, no session, no log
+    bundle = RunBundle.create(tmp_path, {"snakefile": str((tmp_path / "Snakefile").resolve())})
+
+    empty = pox("verify", "--allow-simulated", cwd=tmp_path)
+    assert empty.returncode == 0, empty.stdout + empty.stderr
+    assert "interrupted before its first session began" in empty.stdout
+
+    run_snakemake(tmp_path)
+    assert only_bundle(tmp_path) == bundle.path
+    assert [s["index"] for s in run_json(bundle.path)["sessions"]] == [0]
+    assert [r.rule for r in read_records(bundle.path)] == ["a"]
+    assert pox("verify", "--allow-simulated", cwd=tmp_path).returncode == 0
 
 
 # --- RunLog recovery, directly --------------------------------------------------------------
