@@ -143,7 +143,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._running: dict[str, _Running] = {}
         self._cancelled = threading.Event()
         self._edges: list[dict[str, Any]] = []
-        self._any_failed = False
+        self._failed_jobids: set[int] = set()  # jobs whose latest attempt failed
 
     def _run_meta(self) -> dict[str, Any]:
         import snakemake
@@ -185,6 +185,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._record_sources_once()
         members = list(job.jobs) if job.is_group() else [job]
         facts = [job_facts(m, self.workdir) for m in members]
+        self._failed_jobids.difference_update(f.jobid for f in facts)  # a retry starts afresh
         self._edges.extend(self._edges_of(members))
         invocation_id = str(uuid.uuid4())
         direct = None if self.settings.spawn_all else direct_shell_command(job)
@@ -269,7 +270,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             if error is None:
                 self.report_job_success(job_info)
             else:
-                self._any_failed = True
+                self._failed_jobids.update(m.jobid for m in running.members)
                 self.report_job_error(job_info, msg=error)
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
@@ -281,7 +282,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
     def shutdown(self) -> None:
         super().shutdown()
         self._pool.shutdown(wait=True)
-        status = STATUS_FAILED if self._any_failed or self._cancelled.is_set() else STATUS_SUCCEEDED
+        failed = bool(self._failed_jobids) or self._cancelled.is_set()
+        status = STATUS_FAILED if failed else STATUS_SUCCEEDED
         self.recorder.finish(status, self._edges)
         self.logger.info(
             f"PoX: run {self.recorder.run_id} {status}: {self.recorder.log.size} records, "

@@ -39,8 +39,10 @@ from pox_executor.provenance.statement import (
 )
 
 SIMULATED_SUMMARY = (
-    "evidence is SIMULATED (sim-report): record integrity was checked, confidentiality and "
-    "hardware-backed execution were NOT; no TEE vouches for these records"
+    "evidence is SIMULATED (sim-report): the records were checked to be consistent with each "
+    "other, with their checkpoint and with the files, but no TEE vouches for them, so anyone "
+    "with write access could have produced them; confidentiality and hardware-backed execution "
+    "were NOT checked"
 )
 
 

@@ -213,6 +213,10 @@ def test_every_job_has_exactly_its_records(run: Run) -> None:
     assert failed.internal["exit_code"] != 0
 
 
+def test_a_run_whose_retry_succeeded_is_marked_succeeded(run: Run) -> None:
+    assert run.meta["status"] == "succeeded"
+
+
 def test_group_members_get_one_record_each(run: Run) -> None:
     g1, g2 = run.one("g1"), run.one("g2")
     assert g1.digest != g2.digest
