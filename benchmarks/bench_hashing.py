@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, write_results  # noqa: E402
+from _common import best_of, write_results
 
-from pox_executor.provenance.digests import DigestCache, Hasher  # noqa: E402
+from pox_executor.provenance.digests import DigestCache, Hasher
 
 SIZE_MIB = int(os.environ.get("POX_BENCH_HASH_MIB", "1024"))
 
@@ -78,8 +78,8 @@ def main() -> None:
     }
     print(
         f"single {SIZE_MIB} MiB file: hashlib {result['hashlib_single_mb_per_s']} MB/s, "
-        f"PoX {result['pox_single_mb_per_s']} MB/s -> ratio {result['single_file_throughput_ratio']}"
-        " (target >= 0.9)"
+        f"PoX {result['pox_single_mb_per_s']} MB/s -> ratio "
+        f"{result['single_file_throughput_ratio']} (target >= 0.9)"
     )
     print(
         f"4 files x {SIZE_MIB // 4} MiB: sequential hashlib {seq_s:.3f} s, PoX parallel "

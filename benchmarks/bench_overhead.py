@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import write_results
 
 JOBS = int(os.environ.get("POX_BENCH_JOBS", "20"))
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -69,7 +69,10 @@ def main() -> None:
         times = {name: _run(_fresh(root, name), extra) for name, extra in modes.items()}
     jobs = JOBS + 2
     base = times["local"]
-    result: dict[str, object] = {"jobs": jobs, "seconds": {k: round(v, 3) for k, v in times.items()}}
+    result: dict[str, object] = {
+        "jobs": jobs,
+        "seconds": {k: round(v, 3) for k, v in times.items()},
+    }
     for name in ("pox_no_isolation", "pox_sim"):
         result[f"{name}_over_local_ratio"] = round(times[name] / base, 3)
         result[f"{name}_overhead_per_job_s"] = round((times[name] - base) / jobs, 3)
