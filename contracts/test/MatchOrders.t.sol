@@ -150,7 +150,9 @@ contract MatchOrdersTest is HubFixture {
         o.w.workerpoolprice = WORKERPOOL_PRICE + 1;
         expectMatchRevert(
             o,
-            abi.encodeWithSelector(IPocoHubErrors.WorkerpoolPriceTooHigh.selector, WORKERPOOL_PRICE + 1, WORKERPOOL_PRICE)
+            abi.encodeWithSelector(
+                IPocoHubErrors.WorkerpoolPriceTooHigh.selector, WORKERPOOL_PRICE + 1, WORKERPOOL_PRICE
+            )
         );
     }
 
@@ -158,7 +160,10 @@ contract MatchOrdersTest is HubFixture {
         Orders memory o = orders(1);
         o.r.tag = bytes32(uint256(0x103));
         expectMatchRevert(
-            o, abi.encodeWithSelector(IPocoHubErrors.TagNotSupportedByWorkerpool.selector, bytes32(uint256(0x103)), TEE_TAG)
+            o,
+            abi.encodeWithSelector(
+                IPocoHubErrors.TagNotSupportedByWorkerpool.selector, bytes32(uint256(0x103)), TEE_TAG
+            )
         );
     }
 
@@ -295,7 +300,9 @@ contract MatchOrdersTest is HubFixture {
         o = orders(1);
         o.r.volume = 2; // signed for volume 1: the digest no longer matches
         vm.expectRevert(
-            abi.encodeWithSelector(IPocoHubErrors.InvalidOrderSignature.selector, typedHash(hasher.request(o.r)), requester)
+            abi.encodeWithSelector(
+                IPocoHubErrors.InvalidOrderSignature.selector, typedHash(hasher.request(o.r)), requester
+            )
         );
         hub.matchOrders(o.a, o.d, o.w, o.r);
     }
@@ -406,7 +413,9 @@ contract MatchOrdersTest is HubFixture {
         Orders memory o = orders(1);
         o.r.sign = signDigest(key, typedHash(hasher.request(o.r)));
         vm.expectRevert(
-            abi.encodeWithSelector(IPocoHubErrors.InvalidOrderSignature.selector, typedHash(hasher.request(o.r)), requester)
+            abi.encodeWithSelector(
+                IPocoHubErrors.InvalidOrderSignature.selector, typedHash(hasher.request(o.r)), requester
+            )
         );
         hub.matchOrders(o.a, o.d, o.w, o.r);
     }

@@ -43,8 +43,7 @@ contract OrderBookTest is HubFixture {
     function test_manageAppOrder_ownerPresignsThenCloses() public {
         PocoOrders.AppOrder memory o = appOrder(5);
         bytes32 h = typedHash(hasher.app(o));
-        PocoOrders.AppOrderOperation memory op =
-            PocoOrders.AppOrderOperation(o, PocoOrders.OrderOperationEnum.SIGN, "");
+        PocoOrders.AppOrderOperation memory op = PocoOrders.AppOrderOperation(o, PocoOrders.OrderOperationEnum.SIGN, "");
         vm.expectEmit(address(hub));
         emit IPocoHubEvents.SignedAppOrder(h);
         vm.prank(appOwner);

@@ -196,9 +196,7 @@ contract RegistriesTest is TestBase {
         vm.assertFalse(apps.supportsInterface(0xffffffff), "none");
     }
 
-    function testFuzz_entryAddressesAreDistinctPerOwnerAndArgs(address o1, address o2, bytes32 c1, bytes32 c2)
-        public
-    {
+    function testFuzz_entryAddressesAreDistinctPerOwnerAndArgs(address o1, address o2, bytes32 c1, bytes32 c2) public {
         vm.assume(o1 != address(0) && o2 != address(0));
         vm.assume(o1 != o2 || c1 != c2);
         address d1 = datasets.createDataset(o1, "d", "ipfs://d", c1);

@@ -94,9 +94,7 @@ contract TasksTest is HubFixture {
         vm.assertEq(
             hub.balanceOf(scheduler), schedulerFree + schedulerReward + WORKERPOOL_PRICE * 30 / 100, "scheduler"
         );
-        vm.assertEq(
-            hub.frozenOf(requester), requesterFrozen - (APP_PRICE + DATASET_PRICE + WORKERPOOL_PRICE), "seized"
-        );
+        vm.assertEq(hub.frozenOf(requester), requesterFrozen - (APP_PRICE + DATASET_PRICE + WORKERPOOL_PRICE), "seized");
     }
 
     function test_contributeAndFinalize_twiceReverts() public {
@@ -295,7 +293,8 @@ contract TasksTest is HubFixture {
         uint256 before = hub.balanceOf(scheduler);
         contribute(taskid, DIGEST);
         uint256 share = 1e9; // 10% of 3e9 is below KITTY_MIN
-        uint256 expected = before + (WORKERPOOL_PRICE - WORKERPOOL_PRICE * 99 / 100) + WORKERPOOL_PRICE * 30 / 100 + share;
+        uint256 expected =
+            before + (WORKERPOOL_PRICE - WORKERPOOL_PRICE * 99 / 100) + WORKERPOOL_PRICE * 30 / 100 + share;
         vm.assertEq(hub.balanceOf(scheduler), expected, "scheduler got kitty share");
         vm.assertEq(hub.frozenOf(hub.KITTY_ADDRESS()), kitty - share, "kitty shrank");
         good;

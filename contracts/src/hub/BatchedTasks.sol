@@ -104,5 +104,4 @@ abstract contract BatchedTasks is TaskLifecycle {
     function viewBatch(bytes32 dealid, uint256 i) external view returns (PocoTypes.Batch memory) {
         return _batches[dealid][i];
     }
-
 }

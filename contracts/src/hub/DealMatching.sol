@@ -100,7 +100,9 @@ abstract contract DealMatching is OrderBook {
         PocoOrders.WorkerpoolOrder calldata workerpoolorder,
         PocoOrders.RequestOrder calldata requestorder
     ) private pure {
-        if (requestorder.app != apporder.app) revert AppMismatch(requestorder.app, apporder.app);
+        if (requestorder.app != apporder.app) {
+            revert AppMismatch(requestorder.app, apporder.app);
+        }
         if (requestorder.dataset != datasetorder.dataset) {
             revert DatasetMismatch(requestorder.dataset, datasetorder.dataset);
         }
@@ -134,7 +136,9 @@ abstract contract DealMatching is OrderBook {
         PocoOrders.WorkerpoolOrder calldata workerpoolorder,
         PocoOrders.RequestOrder calldata requestorder
     ) private view {
-        if (!appregistry.isRegistered(apporder.app)) revert AppNotRegistered(apporder.app);
+        if (!appregistry.isRegistered(apporder.app)) {
+            revert AppNotRegistered(apporder.app);
+        }
         m.appHash = _typedHash(apporder.hash());
         m.appOwner = appregistry.ownerOfEntry(apporder.app);
         if (!_isSignedOrPresigned(m.appOwner, m.appHash, apporder.sign)) {

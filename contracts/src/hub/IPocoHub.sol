@@ -100,7 +100,12 @@ interface IPocoHubEvents {
     // Deals and tasks
     event SchedulerNotice(address indexed workerpool, bytes32 dealid);
     event OrdersMatched(
-        bytes32 dealid, bytes32 appHash, bytes32 datasetHash, bytes32 workerpoolHash, bytes32 requestHash, uint256 volume
+        bytes32 dealid,
+        bytes32 appHash,
+        bytes32 datasetHash,
+        bytes32 workerpoolHash,
+        bytes32 requestHash,
+        uint256 volume
     );
     event TaskInitialize(bytes32 indexed taskid, address indexed workerpool);
     event TaskContribute(bytes32 indexed taskid, address indexed worker, bytes32 hash);

@@ -98,11 +98,7 @@ abstract contract OrderBook is Escrow {
     }
 
     /// @dev PoCo's rule: an empty signature means "presigned by `signer`".
-    function _isSignedOrPresigned(address signer, bytes32 orderHash, bytes calldata sign)
-        internal
-        view
-        returns (bool)
-    {
+    function _isSignedOrPresigned(address signer, bytes32 orderHash, bytes calldata sign) internal view returns (bool) {
         if (sign.length == 0) return signer != address(0) && _presigned[orderHash] == signer;
         return Signatures.isValid(signer, orderHash, sign);
     }

@@ -68,9 +68,8 @@ abstract contract TaskLifecycle is DealMatching {
         if (block.timestamp >= task.contributionDeadline) revert ContributionDeadlinePassed(task.contributionDeadline);
         DealRecord storage deal = _deals[task.dealid];
         _checkResultsCallback(deal.callback, resultsCallback, resultDigest);
-        bytes32 resultHash = _checkEnclave(
-            deal.workerpoolOwner, taskid, resultDigest, enclaveChallenge, enclaveSign, authorizationSign
-        );
+        bytes32 resultHash =
+            _checkEnclave(deal.workerpoolOwner, taskid, resultDigest, enclaveChallenge, enclaveSign, authorizationSign);
 
         task.status = PocoTypes.TaskStatusEnum.COMPLETED;
         task.resultsTimestamp = uint40(block.timestamp);

@@ -183,7 +183,11 @@ abstract contract HubFixture is TestBase {
     }
 
     /// @dev Scheduler's authorization of `who` for a task (or batch) id and enclave.
-    function authorization(address who, bytes32 subject, address enclaveChallenge) internal pure returns (bytes memory) {
+    function authorization(address who, bytes32 subject, address enclaveChallenge)
+        internal
+        pure
+        returns (bytes memory)
+    {
         return signEthMessage(SCHEDULER_KEY, keccak256(abi.encodePacked(who, subject, enclaveChallenge)));
     }
 
