@@ -6,34 +6,15 @@ skipping them.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from chain_tools import require_tool
 from eth_account import Account
 from web3 import Web3
 
 from pox_executor.chain.deploy import PoxDeployment, deploy_pox
 from pox_executor.chain.devnet import Devnet, find_anvil, start_devnet
-
-CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
-
-
-def require_tool(found: bool, name: str) -> None:
-    """Skip locally, fail in CI, when a toolchain binary is missing."""
-    if found:
-        return
-    message = f"{name} not installed: run `bash contracts/scripts/setup.sh`"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def forge_path() -> str | None:
-    local = CONTRACTS_DIR / "node_modules" / ".bin" / "forge"
-    return str(local) if local.exists() else shutil.which("forge")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import forge_path, require_tool
+from chain_tools import forge_path, require_tool
 
 from pox_executor.chain.artifacts import (
     ARTIFACTS_DIR,

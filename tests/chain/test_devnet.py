@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from chain_tools import require_tool
 from web3 import Web3
 
 from pox_executor.chain.deploy import send_legacy_transaction
@@ -40,3 +40,13 @@ def test_failing_anvil_reports_its_output(tmp_path: Path) -> None:
     fake.chmod(0o755)
     with pytest.raises(DevnetError, match=r"exited with code 3:\s+bad flag"):
         start_devnet(anvil=fake)
+
+
+def test_missing_tools_fail_in_ci_and_skip_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="anvil not installed"):
+        require_tool(False, "anvil")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="forge not installed"):
+        require_tool(False, "forge")
+    require_tool(True, "forge")  # present: neither
