@@ -84,6 +84,7 @@ contract BatchedTasksTest is HubFixture {
             vm.assertEq(i, idx < 3 ? 0 : 1, "batch index");
         }
         vm.assertEq(proofs.taskIdOf(dealid, 2), hub.taskIdOf(dealid, 2), "same task id");
+        vm.assertEq(address(proofs.hub()), address(hub), "reads this hub");
         vm.expectRevert(abi.encodeWithSelector(BatchProofs.UnknownBatch.selector, dealid, VOLUME));
         proofs.findBatch(dealid, VOLUME);
     }

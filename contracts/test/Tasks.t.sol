@@ -340,6 +340,36 @@ contract TasksTest is HubFixture {
         hub.contributeAndFinalize{gas: 250_000}(taskid, digest, "", data, enclave, esig, auth);
     }
 
+    function test_claim_freeDealMovesNothing() public {
+        PocoOrders.AppOrder memory a = appOrder(1);
+        PocoOrders.DatasetOrder memory d = datasetOrder(1);
+        PocoOrders.WorkerpoolOrder memory w = workerpoolOrder(1);
+        PocoOrders.RequestOrder memory r = requestOrder(1);
+        (a.appprice, d.datasetprice, w.workerpoolprice) = (0, 0, 0);
+        resignApp(a);
+        resignDataset(d);
+        resignWorkerpool(w);
+        bytes32 free = hub.matchOrders(a, d, w, r);
+        bytes32 taskid = hub.initialize(free, 0);
+        vm.warp(block.timestamp + 10 * TIMEREF);
+        uint256 requesterFree = hub.balanceOf(requester);
+        hub.claim(taskid);
+        vm.assertEq(hub.balanceOf(requester), requesterFree, "nothing to refund");
+        vm.assertEq(hub.frozenOf(hub.KITTY_ADDRESS()), 0, "no stake to seize");
+    }
+
+    function test_callback_dataMustHashToDigest() public {
+        RecordingConsumer consumer = new RecordingConsumer();
+        bytes32 d = _dealWithCallback(address(consumer));
+        bytes32 taskid = hub.initialize(d, 0);
+        bytes32 digest = keccak256("digest");
+        bytes memory auth = authorization(worker, taskid, enclave);
+        bytes memory esig = enclaveSignature(ENCLAVE_KEY, worker, taskid, digest);
+        vm.prank(worker);
+        vm.expectRevert(IPocoHubErrors.InvalidResultsCallback.selector);
+        hub.contributeAndFinalize(taskid, digest, "", "data of another result", enclave, esig, auth);
+    }
+
     function _dealWithCallback(address callback) internal returns (bytes32) {
         PocoOrders.AppOrder memory a = appOrder(1);
         PocoOrders.DatasetOrder memory d = datasetOrder(1);
