@@ -8,7 +8,8 @@ import {RFC9162} from "./libs/RFC9162.sol";
 ///         RFC 9162 root) with the run bundle's URI and, optionally, the PoCo task ids of the
 ///         run's jobs. A run belongs to whoever anchored it first; later checkpoints of a growing
 ///         run must come from the same account, keep the origin and have a larger tree size.
-///         Every anchored root stays available to check RFC 9162 inclusion proofs on chain.
+///         Every anchored root stays available to check RFC 9162 inclusion proofs, and the
+///         consistency of any two anchored checkpoints of a run (the log only grew), on chain.
 contract WorkflowRunRegistry {
     struct Run {
         address submitter;
@@ -100,5 +101,20 @@ contract WorkflowRunRegistry {
         bytes32 root = _roots[runId][treeSize];
         if (root == bytes32(0)) revert UnknownCheckpoint(runId, treeSize);
         return RFC9162.verifyInclusion(leaf, index, treeSize, proof, root);
+    }
+
+    /// @notice True when `proof` (RFC 9162 consistency proof) shows that the run's anchored
+    ///         checkpoint of `oldSize` is a prefix of its anchored checkpoint of `newSize`, i.e.
+    ///         the log only grew between them; reverts when either was not anchored.
+    function verifyConsistency(bytes32 runId, uint64 oldSize, uint64 newSize, bytes32[] calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        bytes32 oldRoot = _roots[runId][oldSize];
+        if (oldRoot == bytes32(0)) revert UnknownCheckpoint(runId, oldSize);
+        bytes32 newRoot = _roots[runId][newSize];
+        if (newRoot == bytes32(0)) revert UnknownCheckpoint(runId, newSize);
+        return RFC9162.verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof);
     }
 }

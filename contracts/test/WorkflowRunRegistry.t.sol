@@ -99,4 +99,56 @@ contract WorkflowRunRegistryTest is TestBase {
         vm.assertFalse(registry.verifyInclusion(runId, uint64(n), i, l[i], longer), "long proof");
         vm.assertFalse(registry.verifyInclusion(runId, uint64(n), n, l[i], proof), "index out of tree");
     }
+
+    function test_verifyConsistency_ofAnchoredCheckpoints() public {
+        bytes32[] memory l = log(9);
+        vm.startPrank(alice);
+        registry.anchorRun(RUN, ORIGIN, 4, Merkle.root(l, 0, 4), "", new bytes32[](0));
+        registry.anchorRun(RUN, ORIGIN, 9, Merkle.root(l), "", new bytes32[](0));
+        vm.stopPrank();
+        bytes32[] memory proof = Merkle.consistency(l, 4, 9);
+        vm.assertTrue(registry.verifyConsistency(RUN, 4, 9, proof), "grew");
+        vm.assertFalse(registry.verifyConsistency(RUN, 9, 4, proof), "shrinking is not growth");
+        vm.assertTrue(registry.verifyConsistency(RUN, 9, 9, new bytes32[](0)), "same checkpoint");
+        vm.expectRevert(abi.encodeWithSelector(WorkflowRunRegistry.UnknownCheckpoint.selector, RUN, 5));
+        registry.verifyConsistency(RUN, 5, 9, proof);
+        vm.expectRevert(abi.encodeWithSelector(WorkflowRunRegistry.UnknownCheckpoint.selector, RUN, 10));
+        registry.verifyConsistency(RUN, 4, 10, proof);
+    }
+
+    function test_verifyConsistency_detectsRewrittenHistory() public {
+        bytes32[] memory l = log(6);
+        vm.startPrank(alice);
+        registry.anchorRun(RUN, ORIGIN, 3, Merkle.root(l, 0, 3), "", new bytes32[](0));
+        l[1] = Merkle.leaf("a different second entry");
+        registry.anchorRun(RUN, ORIGIN, 6, Merkle.root(l), "", new bytes32[](0));
+        vm.stopPrank();
+        vm.assertFalse(registry.verifyConsistency(RUN, 3, 6, Merkle.consistency(l, 3, 6)), "forked log");
+    }
+
+    /// Fuzz: for any sizes m <= n, the RFC's PROOF verifies and tampering does not.
+    function testFuzz_consistencyProofs(uint8 newSeed, uint8 oldSeed, uint8 flip) public {
+        uint256 n = bound(newSeed, 1, 70);
+        uint256 m = bound(oldSeed, 1, n);
+        bytes32[] memory l = log(n);
+        bytes32 runId = keccak256(abi.encode(m, n));
+        registry.anchorRun(runId, ORIGIN, uint64(m), Merkle.root(l, 0, m), "", new bytes32[](0));
+        if (n > m) registry.anchorRun(runId, ORIGIN, uint64(n), Merkle.root(l), "", new bytes32[](0));
+        bytes32[] memory proof = Merkle.consistency(l, m, n);
+        vm.assertTrue(registry.verifyConsistency(runId, uint64(m), uint64(n), proof), "valid proof");
+        if (proof.length > 0) {
+            uint256 k = flip % proof.length;
+            proof[k] = proof[k] ^ bytes32(uint256(1));
+            vm.assertFalse(registry.verifyConsistency(runId, uint64(m), uint64(n), proof), "tampered");
+            proof[k] = proof[k] ^ bytes32(uint256(1));
+            bytes32[] memory longer = new bytes32[](proof.length + 1);
+            for (uint256 i = 0; i < proof.length; ++i) {
+                longer[i] = proof[i];
+            }
+            vm.assertFalse(registry.verifyConsistency(runId, uint64(m), uint64(n), longer), "extra hash");
+        }
+        if (n > m) {
+            vm.assertFalse(registry.verifyConsistency(runId, uint64(m), uint64(n), new bytes32[](0)), "empty proof");
+        }
+    }
 }

@@ -4,7 +4,8 @@ pragma solidity ^0.8.28;
 /// @title RFC9162
 /// @notice Merkle tree hashing of RFC 9162 (Certificate Transparency v2), section 2.1, with the
 ///         SHA-256 precompile: leaf = SHA256(0x00 || data), node = SHA256(0x01 || left || right),
-///         and inclusion-proof verification per section 2.1.3.2.
+///         and verification of inclusion proofs (section 2.1.3.2) and consistency proofs
+///         (section 2.1.4.2).
 library RFC9162 {
     /// @notice Hash of one log entry.
     function leafHash(bytes memory data) internal pure returns (bytes32) {
@@ -54,5 +55,46 @@ library RFC9162 {
         returns (bool)
     {
         return root != bytes32(0) && rootFromInclusionProof(leaf, index, treeSize, proof) == root;
+    }
+
+    /// @notice True when `proof` shows that the tree of `oldSize` with `oldRoot` is a prefix of
+    ///         the tree of `newSize` with `newRoot` (RFC 9162 section 2.1.4.2).
+    function verifyConsistency(
+        uint256 oldSize,
+        uint256 newSize,
+        bytes32 oldRoot,
+        bytes32 newRoot,
+        bytes32[] calldata proof
+    ) internal pure returns (bool) {
+        if (oldSize == 0 || oldSize > newSize) return false;
+        if (oldSize == newSize) return proof.length == 0 && oldRoot == newRoot;
+        if (proof.length == 0) return false;
+        // When oldSize is a power of two, its root is the proof's implicit first element.
+        bool implicitFirst = oldSize & (oldSize - 1) == 0;
+        uint256 fn = oldSize - 1;
+        uint256 sn = newSize - 1;
+        while (fn & 1 == 1) {
+            fn >>= 1;
+            sn >>= 1;
+        }
+        bytes32 fr = implicitFirst ? oldRoot : proof[0];
+        bytes32 sr = fr;
+        for (uint256 i = implicitFirst ? 0 : 1; i < proof.length; ++i) {
+            if (sn == 0) return false;
+            bytes32 c = proof[i];
+            if (fn & 1 == 1 || fn == sn) {
+                fr = nodeHash(c, fr);
+                sr = nodeHash(c, sr);
+                while (fn & 1 == 0 && fn != 0) {
+                    fn >>= 1;
+                    sn >>= 1;
+                }
+            } else {
+                sr = nodeHash(sr, c);
+            }
+            fn >>= 1;
+            sn >>= 1;
+        }
+        return sn == 0 && fr == oldRoot && sr == newRoot;
     }
 }

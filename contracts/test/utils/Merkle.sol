@@ -55,4 +55,40 @@ library Merkle {
     function path(bytes32[] memory leaves, uint256 m) internal pure returns (bytes32[] memory) {
         return path(leaves, m, 0, leaves.length);
     }
+
+    /// @notice SUBPROOF(m, D[lo:hi], b) of RFC 9162 section 2.1.4.1.
+    function subproof(bytes32[] memory leaves, uint256 m, uint256 lo, uint256 hi, bool complete)
+        internal
+        pure
+        returns (bytes32[] memory)
+    {
+        uint256 n = hi - lo;
+        if (m == n) {
+            if (complete) return new bytes32[](0);
+            bytes32[] memory single = new bytes32[](1);
+            single[0] = root(leaves, lo, hi);
+            return single;
+        }
+        uint256 k = split(n);
+        bytes32[] memory sub;
+        bytes32 other;
+        if (m <= k) {
+            sub = subproof(leaves, m, lo, lo + k, complete);
+            other = root(leaves, lo + k, hi);
+        } else {
+            sub = subproof(leaves, m - k, lo + k, hi, false);
+            other = root(leaves, lo, lo + k);
+        }
+        bytes32[] memory out = new bytes32[](sub.length + 1);
+        for (uint256 i = 0; i < sub.length; ++i) {
+            out[i] = sub[i];
+        }
+        out[sub.length] = other;
+        return out;
+    }
+
+    /// @notice PROOF(m, D[0:n]): consistency proof from the first m leaves to all n.
+    function consistency(bytes32[] memory leaves, uint256 m, uint256 n) internal pure returns (bytes32[] memory) {
+        return subproof(leaves, m, 0, n, true);
+    }
 }
