@@ -44,8 +44,8 @@ lint:
 typecheck:
 	$(BIN)/mypy pox_executor
 
+# `forge snapshot --check` runs every Solidity test and compares gas with the committed snapshot.
 test-contracts:
-	cd contracts && node_modules/.bin/forge test
 	cd contracts && node_modules/.bin/forge snapshot --check
 
 test-python:
