@@ -24,6 +24,7 @@ record) the identity is the backend's own: engine version plus the default image
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -278,7 +279,8 @@ class DockerRuntime:
                 if mounted:
                     _umount(merged)
         finished = utc_now()
-        merged.rmdir()
+        with contextlib.suppress(OSError):
+            merged.rmdir()
         discarded = commit_outputs(sandbox, spec.workdir, spec.outputs)
         _restore_owner(spec)
         noise = [d for d in discarded if d.split(" ", 1)[1].startswith(_NOISE_PREFIXES)]
