@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pox_executor.enclave.evidence import Evidence, report_data_for
+from pox_executor.enclave.evidence import Evidence
 from pox_executor.enclave.verifiers import verify_evidence
 from pox_executor.enclave.verifiers.claims import parse_time
 from pox_executor.errors import PoxError
@@ -31,7 +31,7 @@ def check_evidence(
             f"the evidence binds keys {', '.join(k[:16] for k in binding.public_keys)}..., "
             f"not the key {signer_public_hex[:16]}... that signed"
         )
-    expected = report_data_for(**binding.to_json())
+    expected = binding.report_data()
     at: datetime | None = None
     if attested_at:
         try:

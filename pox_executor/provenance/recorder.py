@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pox_executor.enclave.evidence import report_data_for
 from pox_executor.enclave.runtime import EnclaveRuntime, RunOutcome, utc_now
 from pox_executor.provenance.bundle import (
     STATUS_RUNNING,
@@ -109,6 +109,7 @@ class RunRecorder:
         )
         self.run_id = self.bundle.run_id
         self.key = SigningKey.generate()
+        self.enclave_challenge = new_enclave_challenge(workdir)
         session_index = len(self.bundle.meta["sessions"])
         self.key_name = f"pox-run-{self.run_id}-s{session_index}"
         self._start_session(session_index)
@@ -141,8 +142,9 @@ class RunRecorder:
             public_keys=(public_hex,),
             task_id=f"{self.run_id}/session/{index}",
             image_digest=self.runtime.image_digest(),
+            enclave_challenge=self.enclave_challenge,
         )
-        evidence = self.runtime.evidence(report_data_for(**binding.to_json()))
+        evidence = self.runtime.evidence(binding.report_data())
         self.bundle.meta["sessions"].append(
             {
                 "index": index,
@@ -253,8 +255,9 @@ class RunRecorder:
             public_keys=(self.key.public_key.hex(),),
             task_id=task_id,
             image_digest=self.runtime.image_digest(),
+            enclave_challenge=self.enclave_challenge,
         )
-        evidence = self.runtime.evidence(report_data_for(**binding.to_json()))
+        evidence = self.runtime.evidence(binding.report_data())
         job = JobRun(
             run_id=self.run_id,
             jobid=facts.jobid,
@@ -409,6 +412,28 @@ class RunRecorder:
         self.log.write_checkpoint()
         self.hasher.cache.close()
         self._writer_lock.release()
+
+
+ENCLAVE_KEYS_DIR = "enclave-keys"
+
+
+def new_enclave_challenge(workdir: Path) -> str:
+    """A fresh PoCo enclave challenge key for this session; returns its address.
+
+    Until the SMS releases challenge keys to attested enclaves, the enclave runtime's host
+    generates it here and keeps it in `.pox/enclave-keys/<address>.key` (mode 0600, outside the
+    bundle) so that `pox anchor` can still sign results after a crash. Never printed.
+    """
+    from eth_account import Account
+
+    account = Account.create()
+    directory = workdir / ".pox" / ENCLAVE_KEYS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{account.address}.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(bytes(account.key).hex() + "\n")
+    return str(account.address)
 
 
 def _output_annotations(out: OutputFile, digest: FileDigest) -> dict[str, Any]:

@@ -13,10 +13,14 @@ the TEE evidence with the binding document its report data commits to.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import rfc8785
 
 from pox_executor.enclave.evidence import Evidence
 from pox_executor.errors import VerificationError
@@ -60,12 +64,18 @@ class Resource:
 
 @dataclass(frozen=True)
 class Binding:
-    """The document whose SHA-512 is the evidence's report data."""
+    """The document whose SHA-512 is the evidence's report data.
+
+    `enclave_challenge` (optional, PoX chain extension): the address of the enclave's PoCo
+    challenge key (`0x` + 40 hex), the key that signs the job's result on chain; the evidence then
+    vouches for it as for the statement-signing keys. Absent in bundles recorded before it.
+    """
 
     nonce: str
     public_keys: tuple[str, ...]
     task_id: str
     image_digest: str
+    enclave_challenge: str | None = None
 
     @classmethod
     def from_json(cls, raw: Any, *, where: str) -> Binding:
@@ -77,15 +87,32 @@ class Binding:
             public_keys=tuple(keys),
             task_id=_field(raw, "task_id", str, where),
             image_digest=_field(raw, "image_digest", str, where),
+            enclave_challenge=_optional_address(raw, where),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "nonce": self.nonce,
             "public_keys": list(self.public_keys),
             "task_id": self.task_id,
             "image_digest": self.image_digest,
         }
+        if self.enclave_challenge is not None:
+            out["enclave_challenge"] = self.enclave_challenge
+        return out
+
+    def report_data(self) -> bytes:
+        """SHA-512 of the RFC 8785 canonical JSON of this binding: the evidence's report data."""
+        return hashlib.sha512(rfc8785.dumps(self.to_json())).digest()
+
+
+def _optional_address(raw: Any, where: str) -> str | None:
+    value = raw.get("enclave_challenge") if isinstance(raw, Mapping) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+        raise VerificationError(f"{where}: enclave_challenge must be a 0x-prefixed address")
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,240 @@
+"""The `local` chain profile: one bloxberg-like anvil per user that starts itself and persists.
+
+Owns `<data dir>/devnet/`: `state.json` (anvil's state, dumped every second and on SIGTERM, so
+anchors survive restarts), `node.json` (pid, port and URL of the running node), `keys.json` (the
+funded development keys anvil derives from its default mnemonic; devnet only), `anvil.log` and
+`deployment.json` (PoX contracts, deployed once; redeployed only when the state lost them). The
+node is started fully detached (own session, no inherited stdin/stdout/stderr), so the process
+that started it may exit, and CI never waits on its pipes. A file lock serialises concurrent
+starts by concurrent workflows.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pox_executor.chain.devnet import (
+    BLOXBERG_BLOCK_GAS_LIMIT,
+    BLOXBERG_CHAIN_ID,
+    BLOXBERG_HARDFORK,
+    DevnetError,
+    _free_port,
+    find_anvil,
+    rpc_call,
+)
+from pox_executor.chain.profiles import CONTRACTS, data_dir, read_deployment, write_deployment
+from pox_executor.provenance.log import write_atomically
+
+ANVIL_HINT = (
+    "install it with `bash contracts/scripts/setup.sh` (or `make setup`), set POX_ANVIL to an "
+    "anvil binary, or run without a chain: `--pox-chain none` (anchor later with `pox anchor`)"
+)
+
+#: Development key roles, by index in anvil's default accounts.
+DEV_ROLES = {"deployer": 0, "requester": 1, "scheduler": 2, "worker": 3}
+
+
+def devnet_dir() -> Path:
+    return data_dir() / "devnet"
+
+
+@dataclass(frozen=True)
+class LocalNode:
+    rpc_url: str
+    pid: int | None
+    directory: Path
+
+    @property
+    def deployment_file(self) -> Path:
+        return self.directory / "deployment.json"
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return int(rpc_call(url, "eth_chainId", timeout_s=1.0), 16) == BLOXBERG_CHAIN_ID
+    except (OSError, urllib.error.URLError, DevnetError, ValueError):
+        return False
+
+
+def _read_node(directory: Path) -> dict[str, object] | None:
+    try:
+        raw = json.loads((directory / "node.json").read_text(encoding="utf-8"))
+        return raw if isinstance(raw, dict) else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def status(directory: Path | None = None) -> LocalNode | None:
+    """The running local node, or None when none answers."""
+    directory = directory or devnet_dir()
+    node = _read_node(directory)
+    if node and _answers(str(node["rpc_url"])):
+        pid = node.get("pid")
+        return LocalNode(str(node["rpc_url"]), int(str(pid)) if pid else None, directory)
+    return None
+
+
+def start(directory: Path | None = None, *, timeout_s: float = 30.0) -> LocalNode:
+    """Return the running node, starting anvil (detached, persisted) when none answers."""
+    directory = directory or devnet_dir()
+    with _locked(directory):
+        running = status(directory)
+        if running is not None:
+            return running
+        binary = find_anvil()
+        if binary is None or not os.access(binary, os.X_OK):
+            raise DevnetError("anvil not found: the local chain profile needs it", hint=ANVIL_HINT)
+        node = _read_node(directory) or {}
+        port = int(str(node.get("port") or 0)) or _free_port()
+        if not _port_free(port):
+            port = _free_port()
+        config_out = directory / "anvil-config.json"
+        command = [
+            str(binary),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--chain-id", str(BLOXBERG_CHAIN_ID),
+            "--hardfork", BLOXBERG_HARDFORK,
+            "--gas-limit", str(BLOXBERG_BLOCK_GAS_LIMIT),
+            "--accounts", "10",
+            "--config-out", str(config_out),
+            "--state", str(directory / "state.json"),
+            "--state-interval", "1",
+        ]  # fmt: skip
+        with open(directory / "anvil.log", "ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while not _answers(url):
+            if process.poll() is not None:
+                tail = (directory / "anvil.log").read_text(errors="replace")[-1500:]
+                raise DevnetError(f"anvil exited with code {process.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                process.kill()
+                raise DevnetError(f"anvil did not answer on {url} within {timeout_s} s")
+            time.sleep(0.05)
+        keys = [str(k) for k in json.loads(config_out.read_text())["private_keys"]]
+        _write_json(directory / "keys.json", {"private_keys": keys})
+        os.chmod(directory / "keys.json", 0o600)
+        _write_json(directory / "node.json", {"pid": process.pid, "port": port, "rpc_url": url})
+        return LocalNode(url, process.pid, directory)
+
+
+def stop(directory: Path | None = None, *, timeout_s: float = 15.0) -> bool:
+    """SIGTERM the recorded node (anvil then dumps its state); True when one was running."""
+    directory = directory or devnet_dir()
+    with _locked(directory):
+        node = _read_node(directory)
+        if not node or not node.get("pid"):
+            return False
+        pid = int(str(node["pid"]))
+        if not _answers(str(node["rpc_url"])):
+            return False
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap when we are the parent
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def dev_keys(directory: Path | None = None) -> dict[str, str]:
+    """Role -> development private key of the local devnet (never printed)."""
+    directory = directory or devnet_dir()
+    keys = json.loads((directory / "keys.json").read_text(encoding="utf-8"))["private_keys"]
+    return {role: str(keys[i]) for role, i in DEV_ROLES.items()}
+
+
+def ensure_deployed(node: LocalNode) -> dict[str, str]:
+    """Contract addresses on the local node, deploying the PoX contracts once."""
+    from web3 import Web3
+
+    from pox_executor.chain.deploy import deploy_pox
+
+    with _locked(node.directory):
+        w3 = Web3(Web3.HTTPProvider(node.rpc_url))
+        try:
+            addresses = read_deployment(node.deployment_file, expect_chain_id=BLOXBERG_CHAIN_ID)
+            if all(w3.eth.get_code(Web3.to_checksum_address(addresses[c])) for c in CONTRACTS):
+                return addresses
+        except Exception:  # missing, malformed, or the state lost the contracts: redeploy
+            pass
+        pox = deploy_pox(w3, dev_keys(node.directory)["deployer"])
+        contracts = {
+            "AppRegistry": pox.apps,
+            "DatasetRegistry": pox.datasets,
+            "WorkerpoolRegistry": pox.workerpools,
+            "PocoHub": pox.hub,
+            "BatchProofs": pox.batch_proofs,
+            "WorkflowRunRegistry": pox.runs,
+        }
+        addresses = {name: str(c.address) for name, c in contracts.items()}
+        write_deployment(
+            node.deployment_file,
+            BLOXBERG_CHAIN_ID,
+            addresses,
+            block=int(w3.eth.block_number),
+            rpc_url=node.rpc_url,
+        )
+        return addresses
+
+
+def _write_json(path: Path, doc: object) -> None:
+    write_atomically(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
