@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
@@ -31,6 +31,9 @@ from pox_executor.errors import PoxError
 from pox_executor.jobfacts import direct_shell_command, job_facts
 from pox_executor.provenance.bundle import STATUS_FAILED, STATUS_SUCCEEDED
 from pox_executor.provenance.recorder import JobFacts, RunRecorder
+
+if TYPE_CHECKING:
+    from pox_executor.chain.runner import ChainRunner
 
 
 @dataclass
@@ -73,6 +76,45 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
         metadata={
             "help": "Always start a new run bundle; by default an interrupted run of the same "
             "Snakefile in this directory is resumed.",
+            "env_var": False,
+        },
+    )
+    chain: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
+        default="local",
+        metadata={
+            "help": "Chain profile the run is anchored on: 'local' (a bloxberg-like anvil "
+            "devnet that starts itself), 'bloxberg', a profile named in "
+            "~/.config/pox/chains.toml, or 'none' (anchor later with `pox anchor`).",
+            "env_var": True,
+        },
+    )
+    deals: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
+        default="batched",
+        metadata={
+            "help": "PoCo deals for the jobs: 'batched' (one deal per app, results finalized "
+            "in batches), 'per-job' (one deal and task per job) or 'none' (anchor only).",
+            "env_var": True,
+        },
+    )
+    anchor_every: int = field(
+        default=1000,
+        metadata={
+            "help": "Anchor an intermediate checkpoint every this many records.",
+            "env_var": False,
+        },
+    )
+    anchor_interval: int = field(
+        default=600,
+        metadata={
+            "help": "Anchor an intermediate checkpoint at least every this many seconds.",
+            "env_var": False,
+        },
+    )
+    chain_timeout: int = field(
+        default=30,
+        metadata={
+            "help": "Seconds to keep retrying the chain at the end of the run before leaving "
+            "the anchoring pending for `pox anchor`.",
             "env_var": False,
         },
     )
@@ -125,6 +167,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 meta=self._run_meta(),
                 resume=not self.settings.new_run,
             )
+            self.chain: ChainRunner | None = self._start_chain()
         except PoxError as exc:
             raise WorkflowError(exc.diagnostics()) from exc
         if not self.runtime.isolated:
@@ -156,8 +199,23 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 "backend": self.settings.backend,
                 "isolate": not self.settings.no_isolation,
                 "new_run": self.settings.new_run,
+                "chain": self.settings.chain or "none",
+                "deals": self.settings.deals or "batched",
             },
         }
+
+    def _start_chain(self) -> "ChainRunner | None":
+        from pox_executor.chain.runner import ChainRunner
+
+        return ChainRunner.start(
+            self.recorder,
+            profile_name=self.settings.chain or "none",
+            deals=self.settings.deals or "batched",
+            every_records=self.settings.anchor_every,
+            every_seconds=self.settings.anchor_interval,
+            timeout_s=self.settings.chain_timeout,
+            log=self.logger,
+        )
 
     def _record_sources_once(self) -> None:
         if self._sources_recorded:
@@ -290,6 +348,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             f"root {self.recorder.log.root().hex()[:16]}...; verify with "
             f"`pox verify {self.recorder.run_id}`"
         )
+        if self.chain is not None:
+            self.chain.finish()
 
 
 def _mem_mb(facts: list[JobFacts]) -> int | None:

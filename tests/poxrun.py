@@ -51,9 +51,16 @@ def run_snakemake(
     return result
 
 
-def snakemake_env(workdir: Path) -> dict[str, str]:
+def snakemake_env(workdir: Path, *, chain: str = "none") -> dict[str, str]:
     # Snakemake caches sources under XDG_CACHE_HOME; keep each workflow's cache to itself.
-    return dict(os.environ, XDG_CACHE_HOME=str(workdir.parent / f".{workdir.name}-cache"))
+    # The default chain profile is `local` (a devnet that starts itself); suites that do not
+    # test the chain pass `none` (as `--pox-chain none` would) so they stay fast and start no
+    # node. tests/chain passes its own devnet explicitly.
+    return dict(
+        os.environ,
+        XDG_CACHE_HOME=str(workdir.parent / f".{workdir.name}-cache"),
+        SNAKEMAKE_POX_CHAIN=chain,
+    )
 
 
 def pox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

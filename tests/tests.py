@@ -2,7 +2,8 @@
 
 `TestWorkflowsLocalStorageBase` runs Snakemake's bundled test workflows (a simple DAG, a group
 workflow) in-process through the plugin, with the default `ExecutorSettings` (sim backend,
-bubblewrap isolation), exactly as the Snakemake plugin catalog expects of every executor.
+bubblewrap isolation) except `chain="none"` (no devnet; tests/chain covers the chain), exactly
+as the Snakemake plugin catalog expects of every executor.
 """
 
 from typing import Optional
@@ -20,4 +21,4 @@ class TestWorkflows(snakemake.common.tests.TestWorkflowsLocalStorageBase):
         return "pox"
 
     def get_executor_settings(self) -> Optional[ExecutorSettingsBase]:  # noqa: UP045
-        return ExecutorSettings()
+        return ExecutorSettings(chain="none")  # no devnet here; tests/chain covers it

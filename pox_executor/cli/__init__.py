@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "pox_executor.cli.runs",
     "pox_executor.cli.attest",
     "pox_executor.cli.images",
+    "pox_executor.cli.chain",
 )
 
 
