@@ -40,6 +40,7 @@ class RunSummary:
     jobs: list[JobLine]
     tree_size: int | None
     root: str | None
+    chain: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         per_rule: dict[str, Counter[str]] = defaultdict(Counter)
@@ -58,6 +59,7 @@ class RunSummary:
             "backends": sorted({str(s.get("backend")) for s in self.meta.get("sessions", [])}),
             "evidence_types": sorted({j.evidence_type for j in self.jobs}),
             "sessions": len(self.meta.get("sessions", [])),
+            "chain": self.chain,
             "jobs": [
                 {
                     "line": j.line_no,
@@ -117,7 +119,7 @@ def summarize(bundle: RunBundle) -> RunSummary:
         tree_size, root = cp.size, cp.root.hex()
     except (OSError, PoxError):
         pass
-    return RunSummary(bundle.run_id, bundle.meta, jobs, tree_size, root)
+    return RunSummary(bundle.run_id, bundle.meta, jobs, tree_size, root, chain_summary(bundle))
 
 
 def _label(job: JobLine) -> str:
@@ -143,10 +145,67 @@ def render_summary(summary: RunSummary) -> str:
     for rule, counts in data["rules"].items():
         detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         out.append(f"  {rule:24} {detail}")
+    out.extend(render_chain(summary.chain))
     out.append("")
     out.append("DAG (each job, its outputs, and the jobs it consumed from):")
     out.extend(render_dag(summary))
     return "\n".join(out)
+
+
+def chain_summary(bundle: RunBundle) -> dict[str, Any] | None:
+    """The chain journal in short: profile, deals mode, anchors and every transaction."""
+    from pox_executor.chain.profiles import load_profile
+    from pox_executor.chain.settle import read_journal
+
+    journal = read_journal(bundle)
+    if journal is None:
+        return None
+    try:
+        profile = load_profile(str(journal.get("profile")))
+    except PoxError:
+        profile = None
+    txs = []
+    for action in journal.get("actions", []):
+        tx = action.get("tx_hash")
+        txs.append(
+            {
+                "kind": action["kind"],
+                "status": action["status"],
+                "tx_hash": tx,
+                "block": action.get("block"),
+                "gas_used": action.get("gas_used"),
+                "link": profile.explorer_link(tx) if profile and tx else None,
+            }
+        )
+    return {
+        "profile": journal.get("profile"),
+        "chain_id": journal.get("chain_id"),
+        "deals": journal.get("deals"),
+        "run_registry": journal.get("contracts", {}).get("WorkflowRunRegistry"),
+        "anchors": journal.get("anchors", []),
+        "pending": sum(1 for a in journal.get("actions", []) if a["status"] != "done"),
+        "transactions": txs,
+    }
+
+
+def render_chain(chain: dict[str, Any] | None) -> list[str]:
+    if chain is None:
+        return ["", "chain     not anchored (recorded with --pox-chain none; see `pox anchor`)"]
+    out = [
+        "",
+        f"chain     {chain['profile']} (chain id {chain['chain_id']}), deals {chain['deals']}, "
+        f"{chain['pending']} actions pending",
+    ]
+    for anchor in chain["anchors"]:
+        out.append(
+            f"  anchor size {anchor['size']} in block {anchor['block']}: {anchor['tx_hash']}"
+        )
+    sent = [t for t in chain["transactions"] if t["tx_hash"]]
+    out.append(f"  {len(sent)} transactions:")
+    for tx in sent:
+        extra = f"  {tx['link']}" if tx["link"] else ""
+        out.append(f"    {tx['kind']:<15} {tx['tx_hash']}  block {tx['block']}{extra}")
+    return out
 
 
 def render_dag(summary: RunSummary) -> list[str]:

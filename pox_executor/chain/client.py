@@ -197,3 +197,17 @@ def connect(profile: Profile, *, deadline: float, prompt: bool = True) -> ChainC
     return ChainClient(
         profile, profile.rpc_url, profile.load_addresses(), load_accounts(profile, prompt=prompt)
     )
+
+
+def connect_readonly(profile: Profile, *, deadline: float) -> ChainClient:
+    """A client for reading only (no keys): what an auditor needs."""
+    if profile.is_local:
+        from pox_executor.chain import localnet
+
+        node = localnet.start()
+        addresses = retry(
+            lambda: localnet.ensure_deployed(node), deadline=deadline, what="reading deployment"
+        )
+        return ChainClient(profile, node.rpc_url, addresses, Accounts({}))
+    assert profile.rpc_url is not None
+    return ChainClient(profile, profile.rpc_url, profile.load_addresses(), Accounts({}))

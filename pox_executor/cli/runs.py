@@ -38,6 +38,10 @@ def register(subparsers: Any) -> None:
         help="accept simulated (sim-report) evidence: integrity only, no confidentiality",
     )
     p.add_argument("--no-files", action="store_true", help="do not check files on disk")
+    p.add_argument(
+        "--offline", action="store_true", help="skip the on-chain checks (anchor, tasks, deals)"
+    )
+    p.add_argument("--chain", help="chain profile to check against (default: the run's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_verify)
 
@@ -89,6 +93,10 @@ def _show(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     bundle = resolve_run(args.run, args.directory.resolve())
     report = verify_run(bundle, allow_simulated=args.allow_simulated, check_files=not args.no_files)
+    if not args.offline:
+        from pox_executor.audit.chain_check import check_chain
+
+        check_chain(bundle, report, chain=args.chain)
     return _print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
 
 
