@@ -20,10 +20,12 @@ from pox_executor.audit.findings import Report
 from pox_executor.chain import poco
 from pox_executor.chain.client import ChainClient, connect_readonly
 from pox_executor.chain.profiles import load_profile
-from pox_executor.chain.settle import checkpoint_state, read_journal, record_info, run_id_bytes
+from pox_executor.chain.settle import read_journal, record_info, run_id_bytes
 from pox_executor.errors import PoxError
 from pox_executor.provenance import merkle
 from pox_executor.provenance.bundle import RunBundle
+from pox_executor.provenance.checkpoint import parse_signed_note
+from pox_executor.provenance.log import read_log_lines
 
 
 def _b32(text: str) -> bytes:
@@ -72,8 +74,16 @@ def _check(bundle: RunBundle, report: Report, journal: dict[str, Any], client: C
             f"{journal.get('chain_id')}, not the {profile.name} deployment",
         )
         return
-    size, root, lines = checkpoint_state(bundle)
+    # The bundle as it is now: the checkpoint's size, the root of the log's lines (offline
+    # verification separately checks them against the signed checkpoint).
+    try:
+        checkpoint, _ = parse_signed_note(bundle.checkpoint_path.read_text(encoding="utf-8"))
+        size = checkpoint.size
+    except (OSError, PoxError):
+        size = len(read_log_lines(bundle.attestations_path).lines)
+    lines = read_log_lines(bundle.attestations_path).lines[:size]
     leaves = [merkle.leaf_hash(line) for line in lines]
+    root = merkle.root(leaves) if leaves else b""
     run_id = run_id_bytes(bundle.run_id)
     runs = client.runs.functions
     _submitter, anchored_size, anchored_root, count, _ = runs.viewRun(run_id).call()
