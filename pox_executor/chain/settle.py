@@ -4,7 +4,8 @@ Owns the journal `.pox/runs/<run-id>/chain.json` and the plan/execute cycle used
 of a run (and for intermediate checkpoints) and by `pox anchor`:
 
 * plan (offline, no node needed): every log record not yet planned gets a PoCo task. Its app is
-  registered by checksum (image digest + the record's code digests), the pool once; `per-job`
+  registered by checksum (enclave image digest, rule name, the rule's script files and the
+  workflow sources), the pool once; `per-job`
   gives each record its own deal (match, initialize, contributeAndFinalize), `batched` one deal per
   (app, enclave challenge) group of the new records, finalized as one batch. App, pool, deal and
   task ids are all computed off-chain (CREATE2-style registry addresses, PoCo's EIP-712 order
@@ -12,13 +13,16 @@ of a run (and for intermediate checkpoints) and by `pox anchor`:
   transaction is sent. Then one `anchor` action for the checkpoint (size, root), listing the task
   ids planned since the previous anchor.
 * execute: actions run in order; each is first checked on chain (already done: marked done
-  without a transaction, so running twice is a no-op), else marked `sending`, written, sent, and
-  marked `done` with its tx hash, block and gas. A node that stays down past the deadline leaves
-  the rest pending (`ChainUnavailable`); `pox anchor` resumes from the journal.
+  without a transaction, so running twice is a no-op), else sent and marked `done` with its tx
+  hash, block and gas. Progress is written at least every second and after each anchor; an
+  action whose `done` was not yet written when the process died is found done on chain by the
+  next settlement (then without its tx hash), not sent twice. A node that stays down past the
+  deadline leaves the rest pending (`ChainUnavailable`); `pox anchor` resumes from the journal.
 
 The result digest of a task is the job's DSSE envelope digest (SHA-256 of the log line): it
 commits to the statement, the evidence and the enclave challenge address bound in it. The journal
-is written atomically after every change, under a file lock shared with concurrent settlers.
+is written atomically (temporary file, fsync, rename) under a file lock shared by concurrent
+settlers (the run's background thread, `pox anchor`).
 """
 
 from __future__ import annotations
@@ -577,6 +581,7 @@ def settle(
         if size > 0:
             plan(doc, lines, size, root)
         _save(bundle, doc)  # every pending action is on disk before anything is sent
+        last_save = time.monotonic()
         for action in doc["actions"]:
             if action["status"] == "done":
                 continue
@@ -589,12 +594,8 @@ def settle(
                     action["status"] = "done"
                     action["noop"] = True
                     result.noop += 1
-                    _save(bundle, doc)
                     continue
                 role, call = _call(client, doc, action, bundle.workdir)
-                action["status"] = "sending"
-                action["attempted"] = time.time()
-                _save(bundle, doc)
                 tx = client.send(role, call, deadline=deadline)
             except ChainUnavailable as exc:
                 result.error = str(exc)
@@ -631,7 +632,9 @@ def settle(
             result.sent += 1
             result.gas_used += tx.gas_used
             result.txs.append({"kind": action["kind"], "tx_hash": tx.tx_hash, "gas": tx.gas_used})
-            _save(bundle, doc)
+            if action["kind"] == "anchor" or time.monotonic() - last_save > 1.0:
+                _save(bundle, doc)
+                last_save = time.monotonic()
         result.pending = sum(1 for a in doc["actions"] if a["status"] != "done")
         _save(bundle, doc)
     return result
