@@ -30,12 +30,15 @@ contracts-toolchain:
 docker:
 	@bash scripts/start-dockerd.sh
 
+# The run is anchored on the local devnet (anvil like bloxberg, started on first use and left
+# running; state in ~/.local/share/pox/devnet; `pox chain down` stops it) and verified on chain.
 demo: setup
-	@echo "== running $(DEMO_DIR) with --executor pox"
-	cd $(DEMO_DIR) && ../../$(BIN)/snakemake --executor pox --cores $(DEMO_CORES)
-	@echo "== verifying the run (simulated TEE: integrity only)"
+	@echo "== running $(DEMO_DIR) with --executor pox, anchored on the local devnet"
+	cd $(DEMO_DIR) && ../../$(BIN)/snakemake --executor pox --pox-chain local --cores $(DEMO_CORES)
+	@echo "== verifying the run offline and on chain (simulated TEE: integrity only)"
 	cd $(DEMO_DIR) && ../../$(BIN)/pox verify --allow-simulated
-	cd $(DEMO_DIR) && ../../$(BIN)/pox show | head -n 30
+	cd $(DEMO_DIR) && ../../$(BIN)/pox show | head -n 40
+	@echo "== the local devnet keeps running; stop it with: $(BIN)/pox chain down"
 
 lint:
 	$(BIN)/ruff check pox_executor snakemake_executor_plugin_pox tests benchmarks
