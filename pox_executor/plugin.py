@@ -33,6 +33,7 @@ from pox_executor.provenance.bundle import STATUS_FAILED, STATUS_SUCCEEDED
 from pox_executor.provenance.recorder import JobFacts, RunRecorder
 
 if TYPE_CHECKING:
+    from pox_executor.chain.client import ChainClient
     from pox_executor.chain.runner import ChainRunner
 
 
@@ -160,6 +161,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 ),
             )
             self.runtime.prepare(self.workdir)
+            chain_client = self._connect_chain()
             self.recorder = RunRecorder(
                 self.workdir,
                 self.runtime,
@@ -167,7 +169,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 meta=self._run_meta(),
                 resume=not self.settings.new_run,
             )
-            self.chain: ChainRunner | None = self._start_chain()
+            self.chain: ChainRunner | None = self._start_chain(chain_client)
         except PoxError as exc:
             raise WorkflowError(exc.diagnostics()) from exc
         if not self.runtime.isolated:
@@ -204,12 +206,23 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             },
         }
 
-    def _start_chain(self) -> "ChainRunner | None":
+    def _connect_chain(self) -> "ChainClient | None":
         from pox_executor.chain.runner import ChainRunner
 
+        return ChainRunner.connect(
+            self.settings.chain or "none",
+            deals=self.settings.deals or "batched",
+            timeout_s=self.settings.chain_timeout,
+        )
+
+    def _start_chain(self, client: "ChainClient | None") -> "ChainRunner | None":
+        from pox_executor.chain.runner import ChainRunner
+
+        if client is None:
+            return None
         return ChainRunner.start(
             self.recorder,
-            profile_name=self.settings.chain or "none",
+            client,
             deals=self.settings.deals or "batched",
             every_records=self.settings.anchor_every,
             every_seconds=self.settings.anchor_interval,

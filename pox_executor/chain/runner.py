@@ -46,25 +46,32 @@ class ChainRunner:
         self._thread = threading.Thread(target=self._loop, name="pox-chain", daemon=True)
         self._thread.start()
 
-    @classmethod
-    def start(
-        cls,
-        recorder: RunRecorder,
-        *,
-        profile_name: str,
-        deals: str,
-        every_records: int,
-        every_seconds: float,
-        timeout_s: float,
-        log: Any,
-    ) -> ChainRunner | None:
+    @staticmethod
+    def connect(profile_name: str, *, deals: str, timeout_s: float) -> ChainClient | None:
+        """Resolve the profile and connect (before the run's bundle exists); None for `none`.
+
+        A missing anvil, keystore or passphrase fails the run here, before any job runs.
+        """
         if deals not in DEALS_MODES:
             raise UsageError(f"--pox-deals {deals!r}: choose one of {', '.join(DEALS_MODES)}")
         profile = load_profile(profile_name)
         if profile is None:
             return None
-        # A missing anvil, keystore or passphrase fails the run here, before any job runs.
-        client = connect(profile, deadline=time.monotonic() + max(timeout_s, 30))
+        return connect(profile, deadline=time.monotonic() + max(timeout_s, 30))
+
+    @classmethod
+    def start(
+        cls,
+        recorder: RunRecorder,
+        client: ChainClient,
+        *,
+        deals: str,
+        every_records: int,
+        every_seconds: float,
+        timeout_s: float,
+        log: Any,
+    ) -> ChainRunner:
+        profile = client.profile
         recorder.bundle.meta.setdefault("chain", {}).update(
             {"profile": profile.name, "deals": deals, "chain_id": profile.chain_id}
         )

@@ -80,3 +80,32 @@ def test_missing_anvil_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.Mo
         localnet.start()
     text = err.value.diagnostics()
     assert "setup.sh" in text and "--pox-chain none" in text
+
+
+def test_run_without_anvil_fails_before_any_job(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from poxrun import require_sandbox_tools, snakemake_env
+
+    require_sandbox_tools()
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(
+        'rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n'
+    )
+    env = snakemake_env(workdir, chain="local")
+    env.update(POX_ANVIL=str(tmp_path / "no-anvil"), POX_DATA_DIR=os.environ["POX_DATA_DIR"])
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--executor", "pox", "--cores", "1"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "--pox-chain none" in result.stderr + result.stdout
+    assert not (workdir / "a.txt").exists()
+    assert not (workdir / ".pox" / "runs").exists()
