@@ -540,16 +540,43 @@ def ensure_wheels(log: Log = _quiet) -> Path:
         ],
         log,
     )
-    env = {
-        **os.environ,
-        "PIP_CONSTRAINT": str(constraints_file()),
-        "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH),
-    }
+    sdists = [item for item in sorted(downloads.iterdir()) if not item.name.endswith(".whl")]
     for item in sorted(downloads.iterdir()):
         if item.name.endswith(".whl"):
             shutil.copy2(item, wheels / item.name)
-        else:  # an sdist PyPI has no wheel for: build it with pinned build tools
-            _run([*pip, "wheel", "-q", "--no-deps", "-w", str(wheels), str(item)], log, env=env)
+    if sdists:  # PyPI has no wheel for these: build them with the pinned build tools
+        venv = target / "buildenv"
+        _run([sys.executable, "-m", "venv", str(venv)], log)
+        build_pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+        _run(
+            [
+                *build_pip,
+                "install",
+                "-q",
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+                str(constraints_file()),
+            ],
+            log,
+        )
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
+        env.pop("PIP_CONSTRAINT", None)
+        for item in sdists:
+            _run(
+                [
+                    *build_pip,
+                    "wheel",
+                    "-q",
+                    "--no-deps",
+                    "--no-build-isolation",
+                    "-w",
+                    str(wheels),
+                    str(item),
+                ],
+                log,
+                env=env,
+            )
     done.write_text("ok\n")
     return target
 

@@ -160,8 +160,12 @@ def test_all_four_images_build_offline_and_run_their_toolchains() -> None:
 
 
 @pytest.mark.integration
-def test_building_twice_gives_the_same_measurement(tmp_path: Path) -> None:
+def test_building_twice_gives_the_same_measurement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second build from an empty cache (as an auditor's machine has) matches the first."""
     first = images("python")["python"]
+    monkeypatch.setenv("POX_IMAGE_CACHE", str(tmp_path / "auditor-cache"))
     rebuilt = img.build_image("python", force=True)
     assert rebuilt.cached is False and rebuilt.build_seconds is not None
     assert rebuilt.measurement == first.measurement
