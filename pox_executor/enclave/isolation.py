@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -60,6 +61,7 @@ def sandbox_argv(
     sandbox: Sandbox,
     network: bool,
     hidden: Sequence[Path] = (),
+    visible: Sequence[Path] = (),
 ) -> list[str]:
     """argv that runs `command` (through `sh -c`) in the sandbox described in the docstring."""
     wd = str(workdir)
@@ -80,6 +82,12 @@ def sandbox_argv(
         "/",
         "--tmpfs",
         "/tmp",
+    ]
+    # The private /tmp hides whatever lived there: give back, read-only, what the job needs
+    # (before the working directory is bound, which may lie below one of these).
+    for path in _under_tmp(visible, workdir):
+        bwrap += ["--ro-bind", str(path), str(path)]
+    bwrap += [
         "--bind",
         wd,
         wd,
@@ -95,6 +103,23 @@ def sandbox_argv(
     bwrap += ["--chdir", wd, "--cap-drop", "ALL", "--", "sh", "-c", command]
     mount_then_exec = 'mount -t overlay pox-job -o "$0" "$1" && shift && exec "$@"'
     return [*unshare, "--", "sh", "-c", mount_then_exec, options, wd, *bwrap]
+
+
+def _under_tmp(paths: Sequence[Path], workdir: Path) -> list[Path]:
+    """The existing paths below /tmp that workdir's own bind does not cover, outermost first."""
+    out: list[Path] = []
+    for path in sorted({Path(os.path.realpath(p)) for p in paths}):
+        if not path.exists() or not path.is_relative_to("/tmp") or path == Path("/tmp"):
+            continue
+        if path.is_relative_to(workdir) or any(path.is_relative_to(o) for o in out):
+            continue
+        out.append(path)
+    return out
+
+
+def interpreter_paths() -> list[Path]:
+    """Where this Python and its packages live: a job that re-invokes Snakemake needs them."""
+    return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent]
 
 
 def create_sandbox(stage: Path) -> Sandbox:

@@ -24,6 +24,7 @@ from pox_executor.enclave.isolation import (
     bubblewrap_version,
     commit_outputs,
     create_sandbox,
+    interpreter_paths,
     sandbox_argv,
 )
 from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now
@@ -71,6 +72,7 @@ class SimRuntime:
                 sandbox=sandbox,
                 network=False,
                 hidden=self._hidden(workdir),
+                visible=interpreter_paths(),
             )
         except ValueError as exc:
             commit_outputs(sandbox, workdir, [])
@@ -135,6 +137,7 @@ class SimRuntime:
                 sandbox=sandbox,
                 network=spec.network,
                 hidden=self._hidden(spec.workdir),
+                visible=interpreter_paths(),
             )
         else:
             argv = ["sh", "-c", spec.command]
