@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 
 from eth_account import Account
 from web3 import Web3
-from web3.types import TxParams
+from web3.types import RPCEndpoint, TxParams
 
 from pox_executor.chain.accounts import Accounts, load_accounts
 from pox_executor.chain.artifacts import load_artifact
@@ -104,7 +104,14 @@ class ChainClient:
         self.rpc_url = rpc_url
         self.addresses = addresses
         self.accounts = accounts
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
+        # Cache only eth_chainId: web3's validation would otherwise ask for it before every call.
+        provider = Web3.HTTPProvider(
+            rpc_url,
+            request_kwargs={"timeout": 10},
+            cache_allowed_requests=True,
+            cacheable_requests={RPCEndpoint("eth_chainId")},
+        )
+        self.w3 = Web3(provider)
         self._contracts: dict[str, Any] = {}
 
     def contract(self, name: str) -> Any:

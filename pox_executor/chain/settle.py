@@ -64,6 +64,7 @@ DEALS_MODES = ("per-job", "batched", "none")
 ZERO = "0x" + "00" * 20
 APP_TYPE = "DOCKER"
 POOL_DESCRIPTION = "pox workerpool"
+ONE_TIME_KINDS = ("register_app", "create_pool")
 BATCH_MAX = 500  # tasks per batch transaction (bounded calldata/gas on an 8M-gas chain)
 
 _PROCESS_LOCK = threading.Lock()
@@ -578,6 +579,7 @@ def settle(
                 f"{client.profile.name}"
             )
         size, root, lines = checkpoint_state(bundle)
+        first_new = len(doc["actions"])
         if size > 0:
             plan(doc, lines, size, root)
         _save(bundle, doc)  # every pending action is on disk before anything is sent
@@ -585,8 +587,11 @@ def settle(
         for action in doc["actions"]:
             if action["status"] == "done":
                 continue
+            # Actions planned just now were never sent by anyone (the journal lock is held):
+            # skip their on-chain check, except registrations, which other runs may have done.
+            fresh = action["id"] >= first_new and action["kind"] not in ONE_TIME_KINDS
             try:
-                if retry(
+                if not fresh and retry(
                     functools.partial(_already_done, client, doc, action),
                     deadline=deadline,
                     what=f"checking {action['kind']} #{action['id']}",
