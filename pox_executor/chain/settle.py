@@ -64,7 +64,7 @@ DEALS_MODES = ("per-job", "batched", "none")
 ZERO = "0x" + "00" * 20
 APP_TYPE = "DOCKER"
 POOL_DESCRIPTION = "pox workerpool"
-ONE_TIME_KINDS = ("register_app", "create_pool")
+ALWAYS_CHECKED = ("register_app", "create_pool", "anchor")  # others may have done these
 BATCH_MAX = 500  # tasks per batch transaction (bounded calldata/gas on an 8M-gas chain)
 
 _PROCESS_LOCK = threading.Lock()
@@ -588,8 +588,9 @@ def settle(
             if action["status"] == "done":
                 continue
             # Actions planned just now were never sent by anyone (the journal lock is held):
-            # skip their on-chain check, except registrations, which other runs may have done.
-            fresh = action["id"] >= first_new and action["kind"] not in ONE_TIME_KINDS
+            # skip their on-chain check, except registrations (other runs may have made them) and
+            # anchors (one call; a later checkpoint may already be anchored).
+            fresh = action["id"] >= first_new and action["kind"] not in ALWAYS_CHECKED
             try:
                 if not fresh and retry(
                     functools.partial(_already_done, client, doc, action),
