@@ -61,8 +61,9 @@ def _fresh(root: Path, name: str) -> Path:
 def main() -> None:
     modes = {
         "local": [],
-        "pox_no_isolation": ["--executor", "pox", "--pox-no-isolation"],
-        "pox_sim": ["--executor", "pox"],
+        # Without the chain: bench_chain.py measures anchoring separately.
+        "pox_no_isolation": ["--executor", "pox", "--pox-no-isolation", "--pox-chain", "none"],
+        "pox_sim": ["--executor", "pox", "--pox-chain", "none"],
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
