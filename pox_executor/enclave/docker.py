@@ -45,7 +45,7 @@ from pox_executor.enclave.evidence import Evidence
 from pox_executor.enclave.images import JOB_UID, inspect_image, measurement_of
 from pox_executor.enclave.isolation import Sandbox, commit_outputs, create_sandbox
 from pox_executor.enclave.producers.sim import SimProducer
-from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now
+from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now, wait_cancellable
 from pox_executor.errors import EnclaveError
 
 log = logging.getLogger(__name__)
@@ -403,16 +403,8 @@ class DockerRuntime:
             raise EnclaveError(f"could not start docker for {spec.invocation_id}: {exc}") from exc
         with self._lock:
             self._containers[spec.invocation_id] = name
-        killed = False
         try:
-            while True:
-                try:
-                    code: int = process.wait(timeout=0.2)
-                    return code
-                except subprocess.TimeoutExpired:
-                    if cancelled.is_set() and not killed:
-                        killed = True
-                        _kill_container(name)
+            return wait_cancellable(process, cancelled, lambda: _kill_container(name))
         finally:
             with self._lock:
                 self._containers.pop(spec.invocation_id, None)

@@ -7,8 +7,9 @@ data. Backends own isolation and evidence; they never build statements or touch 
 
 from __future__ import annotations
 
+import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,3 +86,17 @@ class EnclaveRuntime(Protocol):
     def builder_id(self) -> str:
         """SLSA `builder.id`: backend plus measurement."""
         ...
+
+
+def wait_cancellable(
+    process: subprocess.Popen[bytes], cancelled: threading.Event, on_cancel: Callable[[], None]
+) -> int:
+    """Wait for a job's process; the first time `cancelled` is set, call `on_cancel` (kill it)."""
+    called = False
+    while True:
+        try:
+            return process.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            if cancelled.is_set() and not called:
+                called = True
+                on_cancel()

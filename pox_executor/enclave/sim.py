@@ -27,7 +27,7 @@ from pox_executor.enclave.isolation import (
     interpreter_paths,
     sandbox_argv,
 )
-from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now
+from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now, wait_cancellable
 from pox_executor.errors import EnclaveError
 
 _NOISE_PREFIXES = (".snakemake/",)
@@ -159,13 +159,7 @@ class SimRuntime:
             with self._lock:
                 self._processes[spec.invocation_id] = process
             try:
-                while True:
-                    try:
-                        code = process.wait(timeout=0.2)
-                        break
-                    except subprocess.TimeoutExpired:
-                        if cancelled.is_set():
-                            _kill_group(process)
+                code = wait_cancellable(process, cancelled, lambda: _kill_group(process))
             finally:
                 with self._lock:
                     self._processes.pop(spec.invocation_id, None)
