@@ -114,6 +114,20 @@ class Devnet:
         self.stop()
 
 
+def anvil_command(binary: Path | str, *, port: int, accounts: int, config_out: Path) -> list[str]:
+    """anvil configured as bloxberg is: chain id 8995, Istanbul EVM, 8M block gas, on loopback."""
+    return [
+        str(binary),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--chain-id", str(BLOXBERG_CHAIN_ID),
+        "--hardfork", BLOXBERG_HARDFORK,
+        "--gas-limit", str(BLOXBERG_BLOCK_GAS_LIMIT),
+        "--accounts", str(accounts),
+        "--config-out", str(config_out),
+    ]  # fmt: skip
+
+
 def start_devnet(
     *,
     state_file: Path | None = None,
@@ -143,16 +157,7 @@ def start_devnet(
     config_out = Path(workdir.name) / "anvil.json"
     log_path = Path(workdir.name) / "anvil.log"
     port = _free_port()
-    command = [
-        str(binary),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--chain-id", str(BLOXBERG_CHAIN_ID),
-        "--hardfork", BLOXBERG_HARDFORK,
-        "--gas-limit", str(BLOXBERG_BLOCK_GAS_LIMIT),
-        "--accounts", str(accounts),
-        "--config-out", str(config_out),
-    ]  # fmt: skip
+    command = anvil_command(binary, port=port, accounts=accounts, config_out=config_out)
     if state_file is not None:
         command += ["--state", str(state_file), "--state-interval", "5"]
     if block_time_s is not None:

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pox_executor.chain.devnet import (
-    BLOXBERG_BLOCK_GAS_LIMIT,
     BLOXBERG_CHAIN_ID,
-    BLOXBERG_HARDFORK,
     DevnetError,
     _free_port,
+    anvil_command,
     find_anvil,
     rpc_call,
 )
@@ -110,18 +109,8 @@ def start(directory: Path | None = None, *, timeout_s: float = 30.0) -> LocalNod
         if not _port_free(port):
             port = _free_port()
         config_out = directory / "anvil-config.json"
-        command = [
-            str(binary),
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--chain-id", str(BLOXBERG_CHAIN_ID),
-            "--hardfork", BLOXBERG_HARDFORK,
-            "--gas-limit", str(BLOXBERG_BLOCK_GAS_LIMIT),
-            "--accounts", "10",
-            "--config-out", str(config_out),
-            "--state", str(directory / "state.json"),
-            "--state-interval", "1",
-        ]  # fmt: skip
+        command = anvil_command(binary, port=port, accounts=10, config_out=config_out)
+        command += ["--state", str(directory / "state.json"), "--state-interval", "1"]
         with open(directory / "anvil.log", "ab") as log:
             process = subprocess.Popen(
                 command,
