@@ -32,7 +32,7 @@ from pox_executor.chain.devnet import (
     rpc_call,
 )
 from pox_executor.chain.profiles import CONTRACTS, data_dir, read_deployment, write_deployment
-from pox_executor.provenance.log import write_atomically
+from pox_executor.primitives import write_atomically
 
 ANVIL_HINT = (
     "install it with `bash contracts/scripts/setup.sh` (or `make setup`), set POX_ANVIL to an "

@@ -119,7 +119,7 @@ def read_deployment(path: Path, *, expect_chain_id: int | None = None) -> dict[s
 
 
 def write_deployment(path: Path, chain_id: int, addresses: dict[str, str], **extra: Any) -> None:
-    from pox_executor.provenance.log import write_atomically
+    from pox_executor.primitives import write_atomically
 
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"chain_id": chain_id, "addresses": addresses, **extra}

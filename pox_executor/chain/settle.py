@@ -53,10 +53,11 @@ from pox_executor.chain.client import (
     retry,
 )
 from pox_executor.errors import BundleError, PoxError
+from pox_executor.primitives import write_atomically
 from pox_executor.provenance import merkle
 from pox_executor.provenance.bundle import RunBundle
 from pox_executor.provenance.checkpoint import parse_signed_note
-from pox_executor.provenance.log import read_log_lines, write_atomically
+from pox_executor.provenance.log import read_log_lines
 
 JOURNAL_FILE = "chain.json"
 JOURNAL_FORMAT = "pox-chain/v1"

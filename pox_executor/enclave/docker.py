@@ -45,8 +45,9 @@ from pox_executor.enclave.evidence import Evidence
 from pox_executor.enclave.images import JOB_UID, inspect_image, measurement_of
 from pox_executor.enclave.isolation import Sandbox, commit_outputs, create_sandbox
 from pox_executor.enclave.producers.sim import SimProducer
-from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now, wait_cancellable
+from pox_executor.enclave.runtime import JobSpec, RunOutcome, wait_cancellable
 from pox_executor.errors import EnclaveError
+from pox_executor.primitives import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import rfc8785
 
-from pox_executor.provenance.digests import sha256_file, sha256_lines
+from pox_executor.primitives import sha256_file, sha256_lines
 
 
 @dataclass(frozen=True)

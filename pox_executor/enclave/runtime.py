@@ -11,16 +11,10 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from pox_executor.enclave.evidence import Evidence
-
-
-def utc_now() -> str:
-    """RFC 3339 UTC timestamp with microseconds, the format of every PoX time field."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

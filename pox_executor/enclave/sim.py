@@ -27,8 +27,9 @@ from pox_executor.enclave.isolation import (
     interpreter_paths,
     sandbox_argv,
 )
-from pox_executor.enclave.runtime import JobSpec, RunOutcome, utc_now, wait_cancellable
+from pox_executor.enclave.runtime import JobSpec, RunOutcome, wait_cancellable
 from pox_executor.errors import EnclaveError
+from pox_executor.primitives import utc_now
 
 _NOISE_PREFIXES = (".snakemake/",)
 

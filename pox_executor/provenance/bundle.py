@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pox_executor.errors import BundleError, UsageError
-from pox_executor.provenance.log import ATTESTATIONS_FILE, CHECKPOINT_FILE, write_atomically
+from pox_executor.primitives import write_atomically
+from pox_executor.provenance.log import ATTESTATIONS_FILE, CHECKPOINT_FILE
 
 RUN_FORMAT = "pox-run/v1"
 POX_DIR = ".pox"

@@ -15,14 +15,14 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from pox_executor.errors import PoxError
+from pox_executor.primitives import sha256_file
 
-_CHUNK_BYTES = 1 << 20
 _DIRECTORY_MARKERS = frozenset({".snakemake_timestamp"})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
@@ -41,20 +41,6 @@ class FileDigest:
     sha256: str
     size_bytes: int
     is_directory: bool = False
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Stream one regular file through SHA-256 (hashlib releases the GIL on large updates)."""
-    digest = hashlib.sha256()
-    buffer = bytearray(_CHUNK_BYTES)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
-        while True:
-            count = handle.readinto(buffer)
-            if not count:
-                break
-            digest.update(view[:count])
-    return digest.hexdigest()
 
 
 def directory_manifest(file_digests: dict[str, str]) -> bytes:
@@ -180,15 +166,3 @@ class Hasher:
 
     def digest_one(self, path: str, *, base: Path | None = None) -> FileDigest:
         return self.digest_paths([path], base=base)[0]
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_lines(lines: Iterable[str]) -> str:
-    """SHA-256 of newline-terminated lines, e.g. a sorted package list."""
-    digest = hashlib.sha256()
-    for line in lines:
-        digest.update(line.encode("utf-8") + b"\n")
-    return digest.hexdigest()

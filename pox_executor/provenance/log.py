@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pox_executor.errors import BundleError
+from pox_executor.primitives import write_atomically
 from pox_executor.provenance import merkle
 from pox_executor.provenance.checkpoint import Checkpoint, sign_checkpoint
 from pox_executor.provenance.dsse import envelope_digest
@@ -41,25 +42,6 @@ def read_log_lines(path: Path) -> LogLines:
     end = data.rfind(b"\n") + 1
     lines = data[:end].split(b"\n")[:-1] if end else []
     return LogLines(lines, len(data) - end)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new content."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class RunLog:

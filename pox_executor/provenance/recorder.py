@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pox_executor.enclave.runtime import EnclaveRuntime, RunOutcome, utc_now
+from pox_executor.enclave.runtime import EnclaveRuntime, RunOutcome
+from pox_executor.primitives import sha256_bytes, utc_now
 from pox_executor.provenance.bundle import (
     STATUS_RUNNING,
     RunBundle,
@@ -29,7 +30,7 @@ from pox_executor.provenance.bundle import (
     list_runs,
 )
 from pox_executor.provenance.checkpoint import vkey
-from pox_executor.provenance.digests import DigestCache, FileDigest, Hasher, sha256_bytes
+from pox_executor.provenance.digests import DigestCache, FileDigest, Hasher
 from pox_executor.provenance.dsse import serialize_envelope, sign_envelope
 from pox_executor.provenance.keys import SigningKey
 from pox_executor.provenance.log import RunLog
