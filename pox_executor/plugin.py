@@ -346,9 +346,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         self._cancelled.set()
-        cancel_all = getattr(self.runtime, "cancel_all", None)
-        if cancel_all is not None:
-            cancel_all()
+        self.runtime.cancel_all()
 
     def shutdown(self) -> None:
         super().shutdown()

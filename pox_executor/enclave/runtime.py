@@ -39,6 +39,12 @@ class JobSpec:
     mem_mb: int | None = None
     container: str | None = None  # the rule's `container:` image, for container backends
     env: Mapping[str, str] = field(default_factory=dict)
+    # Names of host environment variables the rule declared with `envvars:`: passed to the job
+    # even when they look like secrets (every other secret-looking variable is dropped).
+    env_passthrough: tuple[str, ...] = ()
+    # Absolute paths outside the working directory the job must be able to read (workflow
+    # sources, declared inputs, scripts): made visible read-only by isolating backends.
+    readable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,14 @@ class RunOutcome:
     isolated: bool
     isolation: str
     discarded_writes: tuple[str, ...] = ()
+    # The identity of what ran this attempt (a container backend picks the image per job), so the
+    # recorder never asks the runtime after the fact: `sha256:<hex>` image digest, hex measurement
+    # and SLSA builder id. None means the runtime's run-wide identity.
+    image_digest: str | None = None
+    measurement: str | None = None
+    builder_id: str | None = None
+    # Names (never values) of the host environment variables the job received.
+    environment_names: tuple[str, ...] = ()
 
 
 class EnclaveRuntime(Protocol):
@@ -79,6 +93,10 @@ class EnclaveRuntime(Protocol):
 
     def builder_id(self) -> str:
         """SLSA `builder.id`: backend plus measurement."""
+        ...
+
+    def cancel_all(self) -> None:
+        """Stop every job this runtime is running (Snakemake cancelled the workflow)."""
         ...
 
 
