@@ -30,7 +30,7 @@ from pox_executor.enclave.runtime import EnclaveRuntime, JobSpec, OutputSpec
 from pox_executor.errors import PoxError
 from pox_executor.jobfacts import direct_shell_command, job_facts
 from pox_executor.provenance.bundle import STATUS_FAILED, STATUS_SUCCEEDED
-from pox_executor.provenance.recorder import JobFacts, RunRecorder
+from pox_executor.provenance.recorder import JobFacts, RunRecorder, discarded_writes_line
 
 if TYPE_CHECKING:
     from pox_executor.chain.client import ChainClient
@@ -168,6 +168,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 snakefile=str(Path(str(self.workflow.main_snakefile)).resolve()),
                 meta=self._run_meta(),
                 resume=not self.settings.new_run,
+                requester=chain_client.accounts.address("requester") if chain_client else None,
             )
             self.chain: ChainRunner | None = self._start_chain(chain_client)
         except PoxError as exc:
@@ -293,8 +294,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         """Worker thread: hash inputs, run isolated, record each member. Returns an error text."""
         inputs = {f.jobid: self.recorder.hash_inputs(f) for f in facts}
         outcome = self.runtime.run(spec, self._cancelled)
+        missing: list[str] = []
         for f in facts:
-            self.recorder.record(
+            recorded = self.recorder.record(
                 f,
                 outcome,
                 input_digests=inputs[f.jobid],
@@ -303,8 +305,14 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 else f"{spec.invocation_id}/{f.jobid}",
                 job_log=spec.log_path,
             )
+            missing.extend(recorded.missing_outputs)
+            discarded = discarded_writes_line(f, outcome)
+            if discarded:
+                self.logger.warning(discarded)
         if outcome.exit_code != 0:
             return f"exit code {outcome.exit_code}; log: {spec.log_path}"
+        if missing:
+            return f"missing outputs (or not regular files): {', '.join(missing)}"
         return None
 
     def _edges_of(self, members: list[JobExecutorInterface]) -> list[dict[str, Any]]:
@@ -354,6 +362,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         failed = bool(self._failed_jobids) or self._cancelled.is_set()
         status = STATUS_FAILED if failed else STATUS_SUCCEEDED
         self.recorder.finish(status, self._edges)
+        if self.recorder.removed:
+            self.logger.info("PoX: no job ran, so no run bundle was kept")
+            return
         self.logger.info(
             f"PoX: run {self.recorder.run_id} {status}: {self.recorder.log.size} records, "
             f"root {self.recorder.log.root().hex()[:16]}...; verify with "

@@ -1,7 +1,9 @@
 """`pox runs` and `pox show`: what a run did, read from its bundle without verifying it.
 
-`summarize` gathers the facts (jobs per rule, backends, evidence types, root, sessions) and the
-job DAG rebuilt from the statements' parent links; `render_*` turn them into text for people.
+`summarize` gathers the facts (jobs per rule, backends, evidence types, root, sessions, missing
+outputs and discarded writes) from the log's entries, read leniently with the one reader in
+`provenance/records.py`, and the job DAG from the statements' parent links; `render_*` turn them
+into text for people. The status shown is the signed closing's, never run.json's alone.
 """
 
 from __future__ import annotations
@@ -10,37 +12,29 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from pox_executor.audit.verify import decode_payload
 from pox_executor.errors import PoxError
 from pox_executor.provenance.bundle import RunBundle
 from pox_executor.provenance.checkpoint import parse_signed_note
-from pox_executor.provenance.dsse import envelope_digest
-from pox_executor.provenance.log import read_log_lines
-from pox_executor.provenance.statement import KIND_PARENT
-
-
-@dataclass
-class JobLine:
-    line_no: int
-    digest: str
-    jobid: int
-    rule: str
-    attempt: int
-    status: str
-    wildcards: dict[str, str]
-    outputs: list[str]
-    parents: list[str] = field(default_factory=list)
-    evidence_type: str = ""
+from pox_executor.provenance.records import JobRecord, SessionClose, SessionOpen, read_entries
 
 
 @dataclass
 class RunSummary:
     run_id: str
     meta: dict[str, Any]
-    jobs: list[JobLine]
+    jobs: list[JobRecord]
     tree_size: int | None
     root: str | None
+    sessions: list[SessionOpen] = field(default_factory=list)
+    close: SessionClose | None = None
     chain: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        """The signed closing's status; `incomplete` when the log has none (run.json's in ())."""
+        if self.close is not None:
+            return self.close.status
+        return f"incomplete; run.json says {self.meta.get('status')}"
 
     def to_json(self) -> dict[str, Any]:
         per_rule: dict[str, Counter[str]] = defaultdict(Counter)
@@ -48,17 +42,18 @@ class RunSummary:
             per_rule[job.rule][job.status] += 1
         return {
             "run_id": self.run_id,
-            "status": self.meta.get("status"),
+            "status": self.status,
             "created": self.meta.get("created"),
-            "finished": self.meta.get("finished"),
-            "snakemake_version": self.meta.get("snakemake_version"),
+            "finished": self.close.finished if self.close else None,
+            "snakemake_version": self.sessions[0].snakemake_version if self.sessions else None,
             "records": len(self.jobs),
             "tree_size": self.tree_size,
             "root": self.root,
             "rules": {rule: dict(c) for rule, c in sorted(per_rule.items())},
-            "backends": sorted({str(s.get("backend")) for s in self.meta.get("sessions", [])}),
-            "evidence_types": sorted({j.evidence_type for j in self.jobs}),
-            "sessions": len(self.meta.get("sessions", [])),
+            "backends": sorted({s.backend for s in self.sessions}),
+            "evidence_types": sorted({j.evidence.type for j in self.jobs}),
+            "sessions": len(self.sessions),
+            "requester": self.sessions[0].requester if self.sessions else None,
             "chain": self.chain,
             "jobs": [
                 {
@@ -67,8 +62,10 @@ class RunSummary:
                     "rule": j.rule,
                     "attempt": j.attempt,
                     "status": j.status,
-                    "wildcards": j.wildcards,
-                    "outputs": j.outputs,
+                    "wildcards": dict(j.wildcards),
+                    "outputs": [s.name for s in j.subjects],
+                    "missing_outputs": list(j.missing_outputs),
+                    "discarded_writes": list(j.discarded_writes),
                     "envelope": j.digest,
                     "parents": j.parents,
                 }
@@ -78,51 +75,31 @@ class RunSummary:
 
 
 def summarize(bundle: RunBundle) -> RunSummary:
-    jobs: list[JobLine] = []
-    for index, line in enumerate(read_log_lines(bundle.attestations_path).lines):
-        try:
-            st = decode_payload(line)
-            build = st["predicate"]["buildDefinition"]
-            internal = build["internalParameters"]
-            byproducts = st["predicate"]["runDetails"]["byproducts"]
-            evidence = next(
-                (
-                    b["annotations"]["evidence"]["type"]
-                    for b in byproducts
-                    if b.get("name") == "pox:tee-evidence"
-                ),
-                "?",
-            )
-            jobs.append(
-                JobLine(
-                    line_no=index + 1,
-                    digest=envelope_digest(line),
-                    jobid=int(internal["jobid"]),
-                    rule=str(build["externalParameters"]["rule"]),
-                    attempt=int(internal["attempt"]),
-                    status=str(internal["status"]),
-                    wildcards=dict(build["externalParameters"].get("wildcards", {})),
-                    outputs=[s["name"] for s in st["subject"]],
-                    parents=[
-                        d["digest"]["sha256"]
-                        for d in build["resolvedDependencies"]
-                        if d.get("annotations", {}).get("pox.kind") == KIND_PARENT
-                    ],
-                    evidence_type=str(evidence),
-                )
-            )
-        except (PoxError, KeyError, TypeError, ValueError):
-            continue
+    """What the log says, read leniently (unreadable lines are skipped; nothing is verified)."""
+    entries = read_entries(bundle.attestations_path, strict=False)
+    jobs = [e for e in entries if isinstance(e, JobRecord)]
+    sessions = [e for e in entries if isinstance(e, SessionOpen)]
+    closes = [e for e in entries if isinstance(e, SessionClose)]
+    close = closes[-1] if closes and entries[-1] is closes[-1] else None
     tree_size = root = None
     try:
         cp, _ = parse_signed_note(bundle.checkpoint_path.read_text(encoding="utf-8"))
         tree_size, root = cp.size, cp.root.hex()
-    except (OSError, PoxError):
+    except (OSError, UnicodeDecodeError, PoxError):
         pass
-    return RunSummary(bundle.run_id, bundle.meta, jobs, tree_size, root, chain_summary(bundle))
+    return RunSummary(
+        bundle.run_id,
+        bundle.meta,
+        jobs,
+        tree_size,
+        root,
+        sessions=sessions,
+        close=close,
+        chain=chain_summary(bundle),
+    )
 
 
-def _label(job: JobLine) -> str:
+def _label(job: JobRecord) -> str:
     wildcards = ",".join(f"{k}={v}" for k, v in job.wildcards.items())
     name = f"{job.rule}[{wildcards}]" if wildcards else job.rule
     suffix = f" attempt {job.attempt}" if job.attempt > 1 else ""
@@ -218,8 +195,14 @@ def render_dag(summary: RunSummary) -> list[str]:
         if parents:
             arrow = "  <- " + ", ".join(f"#{p.line_no} {_label(p)}" for p in parents)
         lines.append(f"  #{job.line_no:<4} {_label(job)}{arrow}")
-        for output in job.outputs:
-            lines.append(f"          -> {output}")
+        for output in job.subjects:
+            lines.append(f"          -> {output.name}")
+        if job.missing_outputs:
+            lines.append(f"          MISSING outputs: {', '.join(job.missing_outputs)}")
+        if job.discarded_writes:
+            shown = ", ".join(job.discarded_writes[:3])
+            more = ", ..." if len(job.discarded_writes) > 3 else ""
+            lines.append(f"          {len(job.discarded_writes)} discarded writes: {shown}{more}")
     return lines
 
 
@@ -228,7 +211,13 @@ def render_runs(bundles: list[RunBundle]) -> str:
         return "no runs"
     rows = [f"{'RUN':32} {'STATUS':10} {'RECORDS':>7}  SNAKEFILE"]
     for bundle in bundles:
-        records = len(read_log_lines(bundle.attestations_path).lines)
+        try:
+            records = sum(
+                isinstance(e, JobRecord)
+                for e in read_entries(bundle.attestations_path, strict=False)
+            )
+        except PoxError:
+            records = 0
         rows.append(
             f"{bundle.run_id:32} {bundle.meta.get('status', '?'):10} {records:>7}  "
             f"{bundle.meta.get('snakefile', '?')}"

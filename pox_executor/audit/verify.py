@@ -1,42 +1,60 @@
-"""`pox verify`: check a run bundle end to end, offline.
+"""`pox verify`: check a run bundle end to end, offline, trusting only the signed log.
 
-Checks, in order: run.json and its sessions (each session key bound by evidence); the checkpoint
-(signed by a session key, for this run's origin); the log against the checkpoint (size, RFC 9162
-root, no duplicates, nothing after the checkpoint unless the run was interrupted); every envelope
-(DSSE signature by a session key, statement structure, evidence binding the signer); every parent
-link (each input's digest equals its producer's output digest, producers logged before consumers);
-and the files on disk against the recorded digests. Every failure names the line, job, file and
-check; simulated evidence fails unless allowed, and then the report says what it does not prove.
+`run.json` is an unsigned index: the run id, the session keys and the run's status come from
+the log's signed entries (see `provenance/records.py`). Checks, each named in its findings:
+
+- `session-open`: the log begins with a session's signed opening; each opening is signed by the
+  key it introduces, its evidence binds that key for task `<run-id>/session/<i>`, sessions are
+  numbered 0, 1, ... and a resumed session states the (size, root) of the log it continues;
+- `run-id`: every entry names the same run as the first opening, and so do run.json, the bundle
+  directory and the checkpoint's origin; `requester`: every session names the same requester;
+- `signer`: every job record and closing is signed by the key of the latest session opened
+  before it; `task-id`: a record's binding task id is the one computed from run/jobid/attempt;
+- `evidence`, `session-evidence`, `measurement`: TEE evidence under the policy (`--policy`),
+  and the measurement equal to the one the builder id names (accepted measurements are listed);
+- `checkpoint`, `merkle-root`, `log`, `duplicate`: the signed checkpoint covers the whole log;
+- `incomplete`: the log ends with a signed closing; without one the run was interrupted or
+  truncated, which strict verification rejects (`--allow-incomplete` makes it a warning, and the
+  verdict then says INCOMPLETE, never succeeded); `close`: the closing's size and counts hold;
+- `names`, `parent-link`, `files`: names follow `names.py`; each input's digest equals its
+  producer's output; files on disk equal the newest successful record, read only if they are
+  regular files inside the working directory (`external:` names only with `--check-external`).
+
+Simulated evidence fails unless allowed, and then the report says what it does not prove.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import hashlib
+import os
+import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pox_executor.audit.evidence_check import check_evidence
+from pox_executor.audit.evidence_check import EvidenceCheck, check_evidence
 from pox_executor.audit.findings import Report
-from pox_executor.enclave.evidence import Evidence
-from pox_executor.errors import PoxError, VerificationError
+from pox_executor.enclave.verifiers import Policy, parse_policy
+from pox_executor.errors import PoxError, UsageError, VerificationError
 from pox_executor.provenance import merkle
-from pox_executor.provenance.bundle import STATUS_RUNNING, RunBundle
-from pox_executor.provenance.checkpoint import parse_vkey, verify_checkpoint
-from pox_executor.provenance.digests import Hasher
-from pox_executor.provenance.dsse import envelope_digest, verify_envelope
+from pox_executor.provenance.bundle import RunBundle, origin_for
+from pox_executor.provenance.checkpoint import parse_signed_note, verify_checkpoint
+from pox_executor.provenance.digests import directory_manifest
+from pox_executor.provenance.dsse import verify_envelope
 from pox_executor.provenance.keys import PublicKey
 from pox_executor.provenance.log import read_log_lines
-from pox_executor.provenance.statement import (
-    KIND_INPUT,
-    KIND_PARENT,
-    Binding,
-    ParsedJob,
-    parse_statement,
+from pox_executor.provenance.names import check_record_name, is_external, local_path
+from pox_executor.provenance.records import (
+    JobRecord,
+    SessionClose,
+    SessionOpen,
+    decode_line,
+    job_task_id,
+    load_json,
+    session_task_id,
 )
+from pox_executor.provenance.statement import KIND_INPUT, KIND_PARENT
 
 SIMULATED_SUMMARY = (
     "evidence is SIMULATED (sim-report): the records were checked to be consistent with each "
@@ -44,223 +62,130 @@ SIMULATED_SUMMARY = (
     "with write access could have produced them; confidentiality and hardware-backed execution "
     "were NOT checked"
 )
+STATUS_INCOMPLETE = "incomplete"
+_MAX_POLICY_BYTES = 1024 * 1024
+_DIRECTORY_MARKERS = frozenset({".snakemake_timestamp"})
 
 
 @dataclass
-class Record:
-    """One verified log line."""
-
-    line_no: int
-    digest: str
-    job: ParsedJob
-
-    @property
-    def where(self) -> str:
-        job = self.job
-        return f"line {self.line_no}, job {job.jobid} ({job.rule}) attempt {job.attempt}"
+class _Session:
+    open: SessionOpen
+    key: PublicKey
+    closed: bool = False
 
 
-def _sessions(
-    bundle: RunBundle, report: Report, allow_simulated: bool, *, empty_and_interrupted: bool
-) -> dict[str, PublicKey]:
-    """keyid -> public key of every session whose key is bound by its evidence."""
-    keys: dict[str, PublicKey] = {}
-    sessions = bundle.meta.get("sessions")
-    if not isinstance(sessions, list) or not sessions:
-        if empty_and_interrupted:
-            report.warn(
-                "run.json",
-                "the run was interrupted before its first session began: it holds no records",
-                "run.json",
-            )
-        else:
-            report.error("run.json", "no sessions recorded: no key can be trusted", "run.json")
-        return keys
-    for i, session in enumerate(sessions):
-        where = f"run.json sessions[{i}]"
-        try:
-            name, key = parse_vkey(str(session["vkey"]))
-            if name != session["key_name"] or key.hex() != session["public_key"]:
-                raise VerificationError("vkey does not match key_name/public_key")
-            binding = Binding.from_json(session["binding"], where=f"{where}.binding")
-            evidence = Evidence.from_json(session["evidence"], where=f"{where}.evidence")
-        except (KeyError, TypeError, ValueError, PoxError) as exc:
-            report.error("session", f"malformed session entry ({exc})", where)
-            continue
-        problems = check_evidence(
-            evidence,
-            binding,
-            signer_public_hex=key.hex(),
-            allow_simulated=True,  # judged once for the whole run, see verify_run
-            attested_at=session.get("started"),
-        )
-        for problem in problems:
-            report.error("session-evidence", problem, where)
-        if not problems:
-            keys[key.keyid] = key
-    return keys
+@dataclass
+class _Walk:
+    """State while reading the log in order."""
+
+    report: Report
+    allow_simulated: bool
+    policy: Policy | None
+    run_id: str | None = None
+    current: _Session | None = None
+    close: SessionClose | None = None
+    records: list[JobRecord] = field(default_factory=list)
+    sessions: list[_Session] = field(default_factory=list)
+    measurements: set[str] = field(default_factory=set)
+    simulated: bool = False
+    not_isolated: int = 0
+
+
+def load_verify_policy(path: Path) -> Policy:
+    """A `--policy` file (the format `pox attest verify` reads); UsageError names file and field."""
+    try:
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise UsageError(f"{path}: not a regular file")
+            raw = handle.read(_MAX_POLICY_BYTES + 1)
+    except IsADirectoryError as exc:
+        raise UsageError(f"{path}: is a directory, expected a policy file") from exc
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read policy file ({exc.strerror})") from exc
+    if len(raw) > _MAX_POLICY_BYTES:
+        raise UsageError(f"{path}: larger than {_MAX_POLICY_BYTES} bytes; not a policy file")
+    try:
+        data = load_json(raw, where=str(path))
+        return parse_policy(data, source=str(path))
+    except PoxError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def verify_run(
     bundle: RunBundle,
     *,
     allow_simulated: bool = False,
+    allow_incomplete: bool = False,
     check_files: bool = True,
+    check_external: bool = False,
+    policy: Policy | None = None,
     workdir: Path | None = None,
 ) -> Report:
     report = Report(subject=f"run {bundle.run_id}")
     workdir = workdir or bundle.workdir
-    read = read_log_lines(bundle.attestations_path)
-    lines = read.lines
-    # killed between creating the bundle and writing its first checkpoint: an empty prefix
-    empty_and_interrupted = not lines and bundle.meta.get("status") == STATUS_RUNNING
-    keys = _sessions(bundle, report, allow_simulated, empty_and_interrupted=empty_and_interrupted)
-    note_keys = {}
-    for session in bundle.meta.get("sessions", []):
-        try:
-            name, key = parse_vkey(str(session["vkey"]))
-        except (KeyError, PoxError):
-            continue
-        if key.keyid in keys:
-            note_keys[name] = key
-
-    # -- checkpoint and log -----------------------------------------------------------------
-    if read.torn_bytes and bundle.meta.get("status") == STATUS_RUNNING:
-        report.warn(
-            "log",
-            f"{read.torn_bytes} bytes after the last complete line (a write interrupted by a "
-            "crash); they are not part of the log",
-            bundle.attestations_path.name,
-        )
-    elif read.torn_bytes:
-        # a finished run's writer closed its log cleanly: nothing can be torn, so it was added
-        report.error(
-            "log",
-            f"{read.torn_bytes} bytes after the last complete line of a finished run: data was "
-            "appended to the log after the run ended",
-            bundle.attestations_path.name,
-        )
     try:
-        checkpoint_text = bundle.checkpoint_path.read_text(encoding="utf-8")
-        checkpoint = verify_checkpoint(
-            checkpoint_text, note_keys, origin=str(bundle.meta.get("origin"))
-        )
-    except FileNotFoundError:
-        if empty_and_interrupted:
-            report.warn("checkpoint", "no checkpoint yet (interrupted before it was written)")
-        else:
-            report.error("checkpoint", "the checkpoint file is missing", "checkpoint")
-        checkpoint = None
-    except (PoxError, UnicodeDecodeError) as exc:
-        report.error("checkpoint", str(exc), "checkpoint")
-        checkpoint = None
-
-    covered = len(lines)
-    if checkpoint is not None:
-        report.facts["tree_size"] = checkpoint.size
-        report.facts["root"] = checkpoint.root.hex()
-        if checkpoint.size > len(lines):
-            report.error(
-                "log",
-                f"the checkpoint covers {checkpoint.size} envelopes but the log holds only "
-                f"{len(lines)}: envelopes were removed",
-                bundle.attestations_path.name,
+        read = read_log_lines(bundle.attestations_path)
+    except PoxError as exc:
+        report.error("log", str(exc), bundle.attestations_path.name)
+        return report
+    lines = read.lines
+    walk = _Walk(report, allow_simulated, policy)
+    if not lines:
+        message = "the log holds no signed session opening: nothing in this bundle is signed"
+        if allow_incomplete:
+            report.warn(
+                STATUS_INCOMPLETE,
+                "the run was interrupted before its first session began: it holds no records",
             )
+            report.facts["status"] = STATUS_INCOMPLETE
         else:
-            covered = checkpoint.size
-            computed = merkle.root([merkle.leaf_hash(line) for line in lines[:covered]])
-            if computed != checkpoint.root:
-                report.error(
-                    "merkle-root",
-                    f"the RFC 9162 root of the first {covered} envelopes is {computed.hex()[:16]}"
-                    f"..., the checkpoint says {checkpoint.root.hex()[:16]}...: envelopes were "
-                    "changed, reordered, swapped or inserted",
-                    bundle.attestations_path.name,
-                )
-            extra = len(lines) - covered
-            if extra:
-                if bundle.meta.get("status") == STATUS_RUNNING:
-                    report.warn(
-                        "log",
-                        f"{extra} envelopes after the checkpoint are not covered by it (the run "
-                        "was interrupted; resuming it re-checkpoints them)",
-                        bundle.attestations_path.name,
-                    )
-                else:
-                    report.error(
-                        "log",
-                        f"{extra} envelopes after the checkpoint of a finished run: lines were "
-                        "appended or duplicated after the run ended",
-                        bundle.attestations_path.name,
-                    )
-
-    # -- envelopes --------------------------------------------------------------------------
-    records: list[Record] = []
-    seen: dict[str, int] = {}
-    simulated = False
-    not_isolated = 0
+            report.error("session-open", message, bundle.attestations_path.name)
     for index, line in enumerate(lines):
-        line_no = index + 1
-        digest = envelope_digest(line)
-        where = f"line {line_no}"
-        if digest in seen:
-            report.error(
-                "duplicate",
-                f"envelope is identical to line {seen[digest]}: a record was duplicated",
-                where,
-            )
-            continue
-        seen[digest] = line_no
-        try:
-            envelope = json.loads(line)
-            payload = verify_envelope(envelope, keys)
-            job = parse_statement(payload, where=where)
-        except (ValueError, PoxError) as exc:
-            report.error("envelope", _explain_envelope_failure(exc, line, keys), where)
-            continue
-        record = Record(line_no, digest, job)
-        signer = _signer(envelope, keys)
-        problems = check_evidence(
-            job.evidence,
-            job.binding,
-            signer_public_hex=signer.hex() if signer else "",
-            allow_simulated=True,  # judged once for the whole run, below
-            attested_at=_finished_on(job),
-        )
-        for problem in problems:
-            report.error("evidence", problem, record.where)
-        if job.evidence.type == "sim-report":
-            simulated = True
-        if not job.isolated:
-            not_isolated += 1
-        records.append(record)
+        _entry(walk, line, index + 1, lines)
+    run_id = walk.run_id or bundle.run_id
+    report.subject = f"run {run_id}"
+    _check_index(bundle, walk, report)
+    _check_checkpoint(bundle, walk, lines, report, allow_incomplete=allow_incomplete)
+    _check_end(bundle, walk, lines, read.torn_bytes, report, allow_incomplete=allow_incomplete)
 
-    _check_links(records, report)
+    records = walk.records
+    _check_links(records, report, run_id)
     if check_files:
-        _check_files(records, report, workdir)
+        _check_files(records, report, workdir, check_external=check_external)
     else:
         report.note("files", "files on disk were not checked (--no-files)")
+    for record in records:
+        if record.discarded_writes:
+            shown = ", ".join(record.discarded_writes[:3])
+            more = ", ..." if len(record.discarded_writes) > 3 else ""
+            report.note(
+                "discarded-writes",
+                f"{len(record.discarded_writes)} writes outside the declared outputs were "
+                f"discarded: {shown}{more}",
+                record.where,
+            )
 
-    failed = sum(1 for r in records if r.job.status != "succeeded")
+    failed = sum(1 for r in records if not r.succeeded)
     report.facts.update(
         {
             "records": len(records),
+            "sessions": len(walk.sessions),
             "failed_attempts": failed,
-            "status": bundle.meta.get("status"),
-            "simulated": simulated,
+            "requester": walk.sessions[0].open.requester if walk.sessions else None,
         }
     )
     if failed:
         report.note("jobs", f"{failed} recorded attempts failed (their records are valid)")
-    if not_isolated:
-        report.warn("isolation", f"{not_isolated} jobs ran WITHOUT isolation (see statements)")
-    simulated = simulated or any(
-        s.get("evidence", {}).get("type") == "sim-report" for s in bundle.meta.get("sessions", [])
-    )
-    report.facts["simulated"] = simulated
-    if simulated and allow_simulated:
+    if walk.not_isolated:
+        report.warn("isolation", f"{walk.not_isolated} jobs ran WITHOUT isolation (see statements)")
+    if walk.measurements:
+        accepted = ", ".join(sorted(walk.measurements))
+        report.note("measurement", f"accepted measurements: {accepted}")
+        report.facts["measurements"] = sorted(walk.measurements)
+    report.facts["simulated"] = walk.simulated
+    if walk.simulated and allow_simulated:
         report.warn("simulated", SIMULATED_SUMMARY)
-    elif simulated:
+    elif walk.simulated:
         report.error(
             "simulated",
             "the run's evidence is simulated (sim-report), which strict verification rejects: "
@@ -270,36 +195,360 @@ def verify_run(
     return report
 
 
-def _signer(envelope: Mapping[str, Any], keys: Mapping[str, PublicKey]) -> PublicKey | None:
-    for signature in envelope.get("signatures", []):
-        key = keys.get(str(signature.get("keyid")))
-        if key is not None:
-            return key
-    return None
+# -- the log, entry by entry --------------------------------------------------------------------
 
 
-def _explain_envelope_failure(exc: Exception, line: bytes, keys: Mapping[str, PublicKey]) -> str:
+def _entry(walk: _Walk, line: bytes, line_no: int, lines: list[bytes]) -> None:
+    report = walk.report
+    where = f"line {line_no}"
     try:
-        envelope = json.loads(line)
-        keyids = [str(s.get("keyid")) for s in envelope.get("signatures", [])]
-    except (ValueError, AttributeError):
-        return f"not a JSON envelope ({exc})"
-    foreign = [k for k in keyids if k not in keys]
-    if foreign and not any(k in keys for k in keyids):
-        return f"signed by key {foreign[0]}, which is not a session key of this run"
-    return str(exc)
+        envelope, entry = decode_line(line, line_no=line_no)
+    except PoxError as exc:
+        report.error("envelope", f"not a PoX log entry: {exc}", where)
+        return
+    if walk.close is not None:
+        report.error(
+            "log",
+            f"an entry after the run's signed closing (line {walk.close.line_no}): entries were "
+            "appended after the run ended",
+            where,
+        )
+        return
+    if isinstance(entry, SessionOpen):
+        _session_open(walk, envelope, entry, lines)
+        return
+    session = walk.current
+    if session is None:
+        report.error(
+            "session-open",
+            "the log does not begin with a signed session opening: no key can be trusted",
+            where,
+        )
+        return
+    try:
+        verify_envelope(envelope, {session.key.keyid: session.key})
+    except VerificationError as exc:
+        report.error(*_explain_signer(exc, envelope, walk), entry.where)
+        return
+    if entry.run_id != walk.run_id:
+        report.error(
+            "run-id", f"the entry belongs to run {entry.run_id!r}, not {walk.run_id!r}", entry.where
+        )
+        return
+    if isinstance(entry, SessionClose):
+        _session_close(walk, entry, line_no)
+        return
+    _job(walk, entry, session)
 
 
-def _finished_on(job: ParsedJob) -> str | None:
-    meta = job.statement.get("predicate", {}).get("runDetails", {}).get("metadata", {})
-    value = meta.get("finishedOn")
-    return str(value) if value else None
+def _explain_signer(
+    exc: VerificationError, envelope: Mapping[str, Any], walk: _Walk
+) -> tuple[str, str]:
+    if "does not verify over the payload" in str(exc):
+        return "envelope", str(exc)
+    signatures = envelope.get("signatures")
+    keyids = (
+        [str(s.get("keyid")) for s in signatures or [] if isinstance(s, Mapping)]
+        if isinstance(signatures, list)
+        else []
+    )
+    assert walk.current is not None
+    for session in walk.sessions:
+        if session.key.keyid in keyids:
+            return (
+                "signer",
+                f"signed by the key of session {session.open.session}, but session "
+                f"{walk.current.open.session} had opened before it",
+            )
+    shown = keyids[0] if keyids else "no keyid"
+    return (
+        "signer",
+        f"signed by key {shown}, which is not a session key of this run (no signed session "
+        "opening of this run introduced it)",
+    )
 
 
-def _check_links(records: list[Record], report: Report) -> None:
+def _session_open(
+    walk: _Walk, envelope: Mapping[str, Any], entry: SessionOpen, lines: list[bytes]
+) -> None:
+    report, where = walk.report, entry.where
+    try:
+        verify_envelope(envelope, {entry.public_key.keyid: entry.public_key})
+    except VerificationError as exc:
+        report.error("session-open", f"not signed by the key it introduces: {exc}", where)
+        return
+    if walk.run_id is None:
+        if entry.line_no != 1:
+            return  # already reported: the log does not begin with an opening
+        walk.run_id = entry.run_id
+    elif entry.run_id != walk.run_id:
+        report.error(
+            "run-id",
+            f"a session of run {entry.run_id!r} in the log of run {walk.run_id!r}: another run's "
+            "entries were appended",
+            where,
+        )
+        return
+    problems = []
+    expected_index = len(walk.sessions)
+    if entry.session != expected_index:
+        problems.append(f"it says session {entry.session}, but it is session {expected_index}")
+    if entry.origin != origin_for(entry.run_id):
+        problems.append(f"origin {entry.origin!r} is not {origin_for(entry.run_id)!r}")
+    expected_task = session_task_id(entry.run_id, entry.session)
+    if entry.binding.task_id != expected_task:
+        problems.append(f"the evidence binds task {entry.binding.task_id!r}, not {expected_task!r}")
+    before = entry.line_no - 1
+    if before == 0 and entry.continues is not None:
+        problems.append("the first session says it continues an earlier log")
+    elif before:
+        root = merkle.root([merkle.leaf_hash(line) for line in lines[:before]]).hex()
+        if entry.continues != (before, root):
+            problems.append(
+                f"it continues a log of {entry.continues}, but {before} entries with root "
+                f"{root[:16]}... precede it"
+            )
+    if walk.sessions and entry.requester != walk.sessions[0].open.requester:
+        report.error(
+            "requester",
+            f"requester {entry.requester} differs from session 0's "
+            f"{walk.sessions[0].open.requester}",
+            where,
+        )
+    for problem in problems:
+        report.error("session-open", problem, where)
+    checked = check_evidence(
+        entry.evidence,
+        entry.binding,
+        signer_public_hex=entry.public_key.hex(),
+        allow_simulated=True,  # judged once for the whole run, see verify_run
+        attested_at=entry.started,
+        policy=walk.policy,
+        builder_id=entry.builder_id,
+    )
+    _report_evidence(walk, checked, "session-evidence", where)
+    if entry.evidence.type == "sim-report":
+        walk.simulated = True
+    if problems or checked.problems:
+        return
+    session = _Session(entry, entry.public_key)
+    walk.sessions.append(session)
+    walk.current = session
+
+
+def _session_close(walk: _Walk, entry: SessionClose, line_no: int) -> None:
+    report = walk.report
+    assert walk.current is not None
+    session = walk.current.open.session
+    if entry.session != session:
+        report.error("close", f"it closes session {entry.session}, not {session}", entry.where)
+    if entry.size != line_no - 1:
+        report.error(
+            "close",
+            f"it says the log held {entry.size} entries before it, but it is entry {line_no}",
+            entry.where,
+        )
+    if entry.status not in ("succeeded", "failed"):
+        report.error("close", f"status {entry.status!r} is neither succeeded nor failed")
+    mine = [r for r in walk.records if r.line_no > walk.current.open.line_no]
+    succeeded = sum(1 for r in mine if r.succeeded)
+    if (entry.succeeded, entry.failed) != (succeeded, len(mine) - succeeded):
+        report.error(
+            "close",
+            f"it counts {entry.succeeded} succeeded and {entry.failed} failed attempts; the "
+            f"session's records show {succeeded} and {len(mine) - succeeded}",
+            entry.where,
+        )
+    walk.close = entry
+
+
+def _job(walk: _Walk, record: JobRecord, session: _Session) -> None:
+    report = walk.report
+    expected_task = job_task_id(record.run_id, record.jobid, record.attempt)
+    if record.task_id != expected_task:
+        report.error(
+            "task-id",
+            f"the evidence binds task {record.task_id[:18]}..., not this attempt's "
+            f"{expected_task[:18]}... (computed from run, jobid and attempt)",
+            record.where,
+        )
+    for resource in (*record.subjects, *record.dependencies_of_kind(KIND_INPUT)):
+        try:
+            check_record_name(resource.name, where=record.where)
+        except VerificationError as exc:
+            report.error("names", str(exc), record.where)
+    if record.status == "succeeded" and record.missing_outputs:
+        report.error("status", "a succeeded attempt lists missing outputs", record.where)
+    checked = check_evidence(
+        record.evidence,
+        record.binding,
+        signer_public_hex=session.key.hex(),
+        allow_simulated=True,  # judged once for the whole run, see verify_run
+        attested_at=record.finished_on,
+        policy=walk.policy,
+        builder_id=record.builder_id,
+    )
+    _report_evidence(walk, checked, "evidence", record.where)
+    image = next((d for d in record.dependencies if d.name == "pox:environment/image"), None)
+    if image is not None and image.sha256 != record.binding.image_digest.removeprefix("sha256:"):
+        report.error(
+            "measurement",
+            f"the statement names image {str(image.sha256)[:16]}..., the evidence binds "
+            f"{record.binding.image_digest[:23]}...",
+            record.where,
+        )
+    if record.evidence.type == "sim-report":
+        walk.simulated = True
+    if not record.isolated:
+        walk.not_isolated += 1
+    walk.records.append(record)
+
+
+def _report_evidence(walk: _Walk, checked: EvidenceCheck, check: str, where: str) -> None:
+    for problem in checked.problems:
+        walk.report.error(check, problem, where)
+    if checked.measurement_problem:
+        walk.report.error("measurement", checked.measurement_problem, where)
+    elif not checked.problems:
+        walk.measurements.update(f"{k}={v}" for k, v in sorted(checked.measurements.items()))
+
+
+# -- index, checkpoint, end of log --------------------------------------------------------------
+
+
+def _check_index(bundle: RunBundle, walk: _Walk, report: Report) -> None:
+    """run.json and the directory name are unsigned, but must not contradict the signed log."""
+    if walk.run_id is None:
+        return
+    if bundle.run_id != walk.run_id:
+        report.error(
+            "run-id",
+            f"run.json says run {bundle.run_id!r}, the signed log says {walk.run_id!r}",
+            "run.json",
+        )
+    if bundle.path.name != walk.run_id:
+        report.error(
+            "run-id",
+            f"the bundle directory is named {bundle.path.name!r}, the signed log's run is "
+            f"{walk.run_id!r}",
+            str(bundle.path.name),
+        )
+
+
+def _check_checkpoint(
+    bundle: RunBundle, walk: _Walk, lines: list[bytes], report: Report, *, allow_incomplete: bool
+) -> None:
+    if not lines:
+        return
+    origin = origin_for(walk.run_id or bundle.run_id)
+    try:
+        text = bundle.checkpoint_path.read_text(encoding="utf-8")
+        unverified, _ = parse_signed_note(text)
+        # a checkpoint is signed by a session key introduced inside the prefix it covers
+        keys = {s.open.key_name: s.key for s in walk.sessions if s.open.line_no <= unverified.size}
+        checkpoint = verify_checkpoint(text, keys, origin=origin)
+    except FileNotFoundError:
+        report.error("checkpoint", "the checkpoint file is missing", "checkpoint")
+        return
+    except (PoxError, OSError, UnicodeDecodeError) as exc:
+        report.error("checkpoint", str(exc), "checkpoint")
+        return
+    report.facts["tree_size"] = checkpoint.size
+    report.facts["root"] = checkpoint.root.hex()
+    if checkpoint.size > len(lines):
+        report.error(
+            "log",
+            f"the checkpoint covers {checkpoint.size} envelopes but the log holds only "
+            f"{len(lines)}: envelopes were removed",
+            bundle.attestations_path.name,
+        )
+        return
+    computed = merkle.root([merkle.leaf_hash(line) for line in lines[: checkpoint.size]])
+    if computed != checkpoint.root:
+        report.error(
+            "merkle-root",
+            f"the RFC 9162 root of the first {checkpoint.size} envelopes is {computed.hex()[:16]}"
+            f"..., the checkpoint says {checkpoint.root.hex()[:16]}...: envelopes were "
+            "changed, reordered, swapped or inserted",
+            bundle.attestations_path.name,
+        )
+    extra = len(lines) - checkpoint.size
+    if extra and walk.close is None and allow_incomplete:
+        report.warn(
+            "log",
+            f"{extra} envelopes after the checkpoint are not covered by it (the run was "
+            "interrupted; resuming it re-checkpoints them)",
+            bundle.attestations_path.name,
+        )
+    elif extra:
+        report.error(
+            "log",
+            f"{extra} envelopes after the checkpoint are not covered by it: lines were appended "
+            "or duplicated after the checkpoint was signed",
+            bundle.attestations_path.name,
+        )
+
+
+def _check_end(
+    bundle: RunBundle,
+    walk: _Walk,
+    lines: list[bytes],
+    torn_bytes: int,
+    report: Report,
+    *,
+    allow_incomplete: bool,
+) -> None:
+    name = bundle.attestations_path.name
+    if walk.close is not None:
+        report.facts["status"] = walk.close.status
+        if torn_bytes:
+            report.error(
+                "log",
+                f"{torn_bytes} bytes after the last complete line of a finished run: data was "
+                "appended to the log after the run ended",
+                name,
+            )
+        if bundle.index.status != walk.close.status:
+            report.warn(
+                "run.json",
+                f"run.json says {bundle.index.status!r}; the signed closing says "
+                f"{walk.close.status!r} (run.json is an unsigned index)",
+                "run.json",
+            )
+        return
+    if not lines:
+        return
+    report.facts["status"] = STATUS_INCOMPLETE
+    message = (
+        "the log does not end with a signed session closing: the run was interrupted, or the "
+        "log was truncated to an earlier prefix"
+    )
+    if allow_incomplete:
+        report.warn(STATUS_INCOMPLETE, message, name)
+        if torn_bytes:
+            report.warn(
+                "log",
+                f"{torn_bytes} bytes after the last complete line (a write interrupted by a "
+                "crash); they are not part of the log",
+                name,
+            )
+    else:
+        report.error(
+            STATUS_INCOMPLETE,
+            message + "; pass --allow-incomplete to check what it holds",
+            name,
+        )
+        if torn_bytes:
+            report.error("log", f"{torn_bytes} bytes after the last complete line of the log", name)
+
+
+# -- links and files ----------------------------------------------------------------------------
+
+
+def _check_links(records: list[JobRecord], report: Report, run_id: str) -> None:
     by_digest = {r.digest: r for r in records}
     for record in records:
-        for dep in record.job.dependencies_of_kind(KIND_PARENT):
+        for dep in record.dependencies_of_kind(KIND_PARENT):
             parent = by_digest.get(dep.sha256 or "")
             if parent is None:
                 report.error(
@@ -313,20 +562,21 @@ def _check_links(records: list[Record], report: Report) -> None:
                     f"parent envelope is at line {parent.line_no}, after its child",
                     record.where,
                 )
-        for dep in record.job.dependencies_of_kind(KIND_INPUT):
-            origin = dep.annotations.get("pox.origin")
-            if origin != "job":
+        for dep in record.dependencies_of_kind(KIND_INPUT):
+            if dep.annotations.get("pox.origin") != "job":
                 continue
-            producer_info = dep.annotations.get("pox.producer") or {}
+            producer_info = dep.annotations.get("pox.producer")
+            if not isinstance(producer_info, Mapping):
+                producer_info = {}
             producer = by_digest.get(str(producer_info.get("envelope", "")))
-            if producer is None:
+            if producer is None or producer_info.get("run_id", run_id) != run_id:
                 report.error(
                     "parent-link",
                     f"input {dep.name}: its producer envelope is not in this log",
                     record.where,
                 )
                 continue
-            produced = {s.name: s.sha256 for s in producer.job.subjects}
+            produced = {s.name: s.sha256 for s in producer.subjects}
             directory = producer_info.get("directory")
             if directory is not None:
                 # a file inside the producer's directory() output: the directory must be listed
@@ -352,48 +602,114 @@ def _check_links(records: list[Record], report: Report) -> None:
                 )
 
 
-def _check_files(records: list[Record], report: Report, workdir: Path) -> None:
+def _check_files(
+    records: list[JobRecord], report: Report, workdir: Path, *, check_external: bool
+) -> None:
     """Compare the files on disk with the newest successful record of each path."""
-    expected: dict[str, tuple[str, bool, str]] = {}
+    expected: dict[str, tuple[str, bool, bool, str]] = {}
     for record in records:
-        if record.job.status != "succeeded":
+        if not record.succeeded:
             continue
-        for dep in record.job.dependencies_of_kind(KIND_INPUT):
+        for dep in record.dependencies_of_kind(KIND_INPUT):
             if dep.annotations.get("pox.origin") == "source" and dep.sha256:
-                expected.setdefault(dep.name, (dep.sha256, False, record.where))
-        for subject in record.job.subjects:
-            if subject.sha256:
+                directory = bool(dep.annotations.get("pox.directory"))
+                expected.setdefault(dep.name, (dep.sha256, False, directory, record.where))
+        for subject in record.subjects:
+            if subject.sha256 and not subject.name.startswith("pox:"):
                 temp = bool(subject.annotations.get("pox.temp"))
-                expected[subject.name] = (subject.sha256, temp, record.where)
-    hasher = Hasher()  # no persistent cache: an auditor re-reads every byte
-    present = [p for p in sorted(expected) if (workdir / p).exists()]
-    actual = {d.path: d.sha256 for d in hasher.digest_paths(present, base=workdir)}
-    checked = 0
-    for path in sorted(expected):
-        sha, temp, where = expected[path]
-        if path not in actual:
+                directory = bool(subject.annotations.get("pox.directory"))
+                expected[subject.name] = (subject.sha256, temp, directory, record.where)
+    reader = _SafeReader(workdir.resolve())
+    checked = skipped = 0
+    for name in sorted(expected):
+        sha, temp, directory, where = expected[name]
+        try:
+            check_record_name(name, where=where)
+        except VerificationError:
+            continue  # reported by the `names` check
+        if is_external(name) and not check_external:
+            skipped += 1
+            continue
+        try:
+            actual = reader.digest(name, directory=directory, external=is_external(name))
+        except FileNotFoundError:
             if temp:
-                report.note("files", f"{path} was a temp() output and is gone, as expected", where)
+                report.note("files", f"{name} was a temp() output and is gone, as expected", where)
             else:
-                report.error("files", f"{path} is missing on disk", where)
+                report.error("files", f"{name} is missing on disk", where)
+            continue
+        except VerificationError as exc:
+            report.error("files", f"{name}: {exc}", where)
             continue
         checked += 1
-        if actual[path] != sha:
+        if actual != sha:
             report.error(
                 "files",
-                f"{path} on disk has sha256 {actual[path][:16]}... but the record says "
+                f"{name} on disk has sha256 {actual[:16]}... but the record says "
                 f"{sha[:16]}...: the file changed after the run",
                 where,
             )
+    if skipped:
+        report.note(
+            "files",
+            f"{skipped} files outside the working directory were not read "
+            "(--check-external reads them)",
+        )
     report.facts["files_checked"] = checked
-    report.facts["bytes_hashed"] = hasher.bytes_read
+    report.facts["bytes_hashed"] = reader.bytes_read
 
 
-def decode_payload(line: bytes) -> dict[str, Any]:
-    """The statement inside an envelope line, without verifying anything (for display)."""
-    try:
-        envelope = json.loads(line)
-        result: dict[str, Any] = json.loads(base64.b64decode(envelope["payload"]))
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise VerificationError(f"not a PoX envelope ({exc})") from exc
-    return result
+class _SafeReader:
+    """Hashes recorded files without following a hostile bundle anywhere: only regular files
+    (fstat after open with O_NOFOLLOW|O_NONBLOCK, so a FIFO or /dev/zero is refused unread) and
+    directories of them, resolved inside the working directory unless the name is external."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.bytes_read = 0
+
+    def _inside(self, path: Path, external: bool) -> Path:
+        resolved = Path(os.path.realpath(path))
+        if not external and not resolved.is_relative_to(self.workdir):
+            raise VerificationError(f"resolves to {resolved}, outside the working directory")
+        return resolved
+
+    def digest(self, name: str, *, directory: bool, external: bool) -> str:
+        path = local_path(name, self.workdir)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(name)
+        resolved = self._inside(path, external)
+        if directory and resolved.is_dir() and not resolved.is_symlink():
+            return self._directory(resolved, external)
+        return self._file(resolved)
+
+    def _file(self, path: Path) -> str:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            raise VerificationError(f"cannot open ({exc.strerror})") from exc
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise VerificationError("not a regular file; it was not read")
+            digest = hashlib.sha256()
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                self.bytes_read += len(chunk)
+        return digest.hexdigest()
+
+    def _directory(self, root: Path, external: bool) -> str:
+        files: dict[str, str] = {}
+        for folder, _dirs, names in os.walk(root, followlinks=False):
+            for name in names:
+                if name in _DIRECTORY_MARKERS:
+                    continue
+                path = Path(folder) / name
+                if path.is_symlink():
+                    target = self._inside(path, external)
+                    if not target.is_file():
+                        continue  # the recorder hashes regular files only
+                    path = target
+                elif not path.is_file():
+                    continue
+                files[(Path(folder) / name).relative_to(root).as_posix()] = self._file(path)
+        return hashlib.sha256(directory_manifest(files)).hexdigest()

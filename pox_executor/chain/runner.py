@@ -72,7 +72,7 @@ class ChainRunner:
         log: Any,
     ) -> ChainRunner:
         profile = client.profile
-        recorder.bundle.meta.setdefault("chain", {}).update(
+        recorder.bundle.index.chain.update(
             {"profile": profile.name, "deals": deals, "chain_id": profile.chain_id}
         )
         log.info(

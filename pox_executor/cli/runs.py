@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,16 @@ from typing import Any
 from pox_executor.audit.findings import Report
 from pox_executor.audit.proof import make_proof, verify_file_proof
 from pox_executor.audit.show import render_runs, render_summary, summarize
-from pox_executor.audit.verify import SIMULATED_SUMMARY, verify_run
+from pox_executor.audit.verify import (
+    SIMULATED_SUMMARY,
+    STATUS_INCOMPLETE,
+    load_verify_policy,
+    verify_run,
+)
 from pox_executor.errors import UsageError
 from pox_executor.provenance.bundle import list_runs, resolve_run
+
+_MAX_PROOF_BYTES = 64 * 1024 * 1024
 
 
 def register(subparsers: Any) -> None:
@@ -37,7 +46,22 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="accept simulated (sim-report) evidence: integrity only, no confidentiality",
     )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="check a run whose log has no signed closing (interrupted); the verdict says so",
+    )
+    p.add_argument(
+        "--policy",
+        type=Path,
+        help="attestation policy file (allowed measurements, TCB, debug), as `pox attest verify`",
+    )
     p.add_argument("--no-files", action="store_true", help="do not check files on disk")
+    p.add_argument(
+        "--check-external",
+        action="store_true",
+        help="also read recorded files outside the working directory (external: names)",
+    )
     p.add_argument(
         "--offline", action="store_true", help="skip the on-chain checks (anchor, tasks, deals)"
     )
@@ -58,6 +82,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("proof", type=Path)
     p.add_argument("file", type=Path, nargs="?", help="also check this file's bytes")
     p.add_argument("--allow-simulated", action="store_true", help="accept simulated evidence")
+    p.add_argument("--policy", type=Path, help="attestation policy file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_verify_proof)
 
@@ -70,6 +95,8 @@ def _print_report(report: Report, *, as_json: bool, allow_simulated: bool) -> in
         print(finding.render(), file=sys.stderr if finding.level == "error" else sys.stdout)
     facts = ", ".join(f"{k}={v}" for k, v in report.facts.items() if v is not None)
     verdict = "OK" if report.ok else f"FAILED ({len(report.errors)} errors)"
+    if report.ok and report.facts.get("status") == STATUS_INCOMPLETE:
+        verdict = "OK so far, but INCOMPLETE (the log has no signed closing)"
     print(f"{report.subject}: {verdict}" + (f"  [{facts}]" if facts else ""))
     if report.ok and report.facts.get("simulated") and allow_simulated:
         print(f"NOTE: {SIMULATED_SUMMARY}")
@@ -91,8 +118,16 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    policy = load_verify_policy(args.policy) if args.policy is not None else None
     bundle = resolve_run(args.run, args.directory.resolve())
-    report = verify_run(bundle, allow_simulated=args.allow_simulated, check_files=not args.no_files)
+    report = verify_run(
+        bundle,
+        allow_simulated=args.allow_simulated,
+        allow_incomplete=args.allow_incomplete,
+        check_files=not args.no_files,
+        check_external=args.check_external,
+        policy=policy,
+    )
     if not args.offline:
         from pox_executor.audit.chain_check import check_chain
 
@@ -113,11 +148,19 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _verify_proof(args: argparse.Namespace) -> int:
+    policy = load_verify_policy(args.policy) if args.policy is not None else None
     try:
-        text = args.proof.read_text(encoding="utf-8")
+        with open(args.proof, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise UsageError(f"{args.proof}: not a regular file")
+            text = handle.read(_MAX_PROOF_BYTES + 1).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{args.proof}: cannot read proof ({exc})") from exc
+    if len(text) > _MAX_PROOF_BYTES:
+        raise UsageError(f"{args.proof}: larger than {_MAX_PROOF_BYTES} bytes; not a proof")
     if args.file is not None and not args.file.is_file():
         raise UsageError(f"{args.file}: no such file")
-    report = verify_file_proof(text, file=args.file, allow_simulated=args.allow_simulated)
+    report = verify_file_proof(
+        text, file=args.file, allow_simulated=args.allow_simulated, policy=policy
+    )
     return _print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)

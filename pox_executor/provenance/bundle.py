@@ -1,9 +1,11 @@
 """The run bundle on disk: `.pox/runs/<run-id>/` with run.json, the log, its checkpoint, logs/.
 
-This module owns the layout and `run.json` (format `pox-run/v1`): run id, Snakemake version,
-workflow sources and config digests, DAG edges, settings, and one entry per session (a resumed run
-adds a session with fresh keys). It finds runs (`list_runs`, `resolve_run`) and decides whether
-an interrupted run can be resumed (its writer's lock is free). run.json is replaced atomically.
+This module owns the layout and `run.json` (format `pox-run/v1`, typed as `RunIndex`, written only
+by `RunBundle.save`, replaced atomically): run id, status, Snakemake version, workflow sources and
+config digests, DAG edges, settings, and where each session's signed opening is in the log.
+run.json is an index: `pox verify` trusts nothing in it (the signed log carries the sessions' keys
+and evidence). This module finds runs (`list_runs`, `resolve_run`) and decides whether an
+interrupted run can be resumed (its writer's lock is free).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import fcntl
 import json
 import os
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,15 +50,151 @@ def runs_root(workdir: Path) -> Path:
 
 
 @dataclass
+class SessionIndex:
+    """Where a session's signed opening is in the log, and its key (a copy; the log is signed)."""
+
+    index: int
+    line: int
+    key_name: str
+    keyid: str
+    public_key: str
+    started: str
+    backend: str
+    isolated: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunIndex:
+    """The typed content of run.json: an index for finding and listing runs, never trusted.
+
+    Everything `pox verify` relies on is in the signed log; this file only says where things are
+    and what the last writer reported (status, size, root), so that `pox runs` needs no parsing.
+    """
+
+    run_id: str
+    origin: str
+    status: str = STATUS_RUNNING
+    created: str = ""
+    updated: str = ""
+    finished: str | None = None
+    snakefile: str = ""
+    workdir: str = ""
+    snakemake_version: str = ""
+    pox_version: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    sessions: list[SessionIndex] = field(default_factory=list)
+    dag_edges: list[dict[str, Any]] = field(default_factory=list)
+    tree_size: int | None = None
+    root_sha256: str | None = None
+    workflow_sources: list[dict[str, Any]] = field(default_factory=list)
+    config_sha256: str | None = None
+    chain: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": RUN_FORMAT}
+        for name in _INDEX_FIELDS:
+            value = getattr(self, name)
+            out[name] = [s.to_json() for s in value] if name == "sessions" else value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str) -> RunIndex:
+        """Strict: a wrong type names the field; unknown fields are ignored (newer writers)."""
+        if not isinstance(data, dict):
+            raise BundleError(f"{where}: expected a JSON object")
+        if data.get("format") != RUN_FORMAT:
+            raise BundleError(f"{where}: field 'format' is not {RUN_FORMAT!r}")
+        values: dict[str, Any] = {}
+        for name, (kind, label) in _INDEX_FIELDS.items():
+            if name not in data:
+                if name in ("run_id", "origin"):
+                    raise BundleError(f"{where}: field '{name}' is missing")
+                continue
+            value = data[name]
+            if not _is(value, kind):
+                raise BundleError(f"{where}: field '{name}': expected {label}")
+            values[name] = value
+        sessions = []
+        for i, raw in enumerate(values.pop("sessions", [])):
+            sessions.append(_session_index(raw, f"{where}: field 'sessions[{i}]'"))
+        if any(not isinstance(e, dict) for e in values.get("dag_edges", [])):
+            raise BundleError(f"{where}: field 'dag_edges': expected a list of objects")
+        if any(not isinstance(e, dict) for e in values.get("workflow_sources", [])):
+            raise BundleError(f"{where}: field 'workflow_sources': expected a list of objects")
+        return cls(sessions=sessions, **values)
+
+
+# name -> (accepted JSON type(s), what the error says was expected)
+_INDEX_FIELDS: dict[str, tuple[Any, str]] = {
+    "run_id": (str, "a string"),
+    "origin": (str, "a string"),
+    "status": (str, "a string"),
+    "created": (str, "a string"),
+    "updated": (str, "a string"),
+    "finished": ((str, type(None)), "a string or null"),
+    "snakefile": (str, "a string"),
+    "workdir": (str, "a string"),
+    "snakemake_version": (str, "a string"),
+    "pox_version": (str, "a string"),
+    "settings": (dict, "an object"),
+    "sessions": (list, "a list of session objects"),
+    "dag_edges": (list, "a list of edges"),
+    "tree_size": ((int, type(None)), "an integer or null"),
+    "root_sha256": ((str, type(None)), "a hex string or null"),
+    "workflow_sources": (list, "a list of {path, sha256}"),
+    "config_sha256": ((str, type(None)), "a hex string or null"),
+    "chain": (dict, "an object"),
+}
+
+_SESSION_FIELDS: dict[str, Any] = {
+    "index": int,
+    "line": int,
+    "key_name": str,
+    "keyid": str,
+    "public_key": str,
+    "started": str,
+    "backend": str,
+    "isolated": bool,
+}
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if isinstance(value, bool) and kind in (int, (int, type(None))):
+        return False
+    return isinstance(value, kind)
+
+
+def _session_index(raw: Any, where: str) -> SessionIndex:
+    if not isinstance(raw, dict):
+        raise BundleError(f"{where}: expected an object")
+    for name, kind in _SESSION_FIELDS.items():
+        if not _is(raw.get(name), kind):
+            raise BundleError(f"{where}.{name}: expected {kind.__name__}")
+    return SessionIndex(**{name: raw[name] for name in _SESSION_FIELDS})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
 class RunBundle:
-    """One run directory. `meta` is the parsed run.json."""
+    """One run directory. `index` is the typed run.json; `save` is its one writer."""
 
     path: Path
-    meta: dict[str, Any]
+    index: RunIndex
 
     @property
     def run_id(self) -> str:
-        return str(self.meta["run_id"])
+        return self.index.run_id
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """run.json as a plain dict (a read-only snapshot, for display and old callers)."""
+        return self.index.to_json()
 
     @property
     def attestations_path(self) -> Path:
@@ -75,45 +214,57 @@ class RunBundle:
         return self.path.parent.parent.parent
 
     def save(self) -> None:
-        self.meta["updated"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        data = json.dumps(self.meta, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        self.index.updated = _now()
+        data = json.dumps(self.index.to_json(), indent=2, sort_keys=True).encode("utf-8") + b"\n"
         write_atomically(self.path / RUN_FILE, data)
 
     @classmethod
     def load(cls, path: Path) -> RunBundle:
         run_file = path / RUN_FILE
         try:
-            meta = json.loads(run_file.read_text(encoding="utf-8"))
+            with open(run_file, "rb") as handle:
+                raw = handle.read(_MAX_RUN_FILE_BYTES + 1)
         except FileNotFoundError as exc:
             raise BundleError(f"{run_file}: not found; is {path} a PoX run bundle?") from exc
+        except OSError as exc:
+            raise BundleError(f"{run_file}: cannot read ({exc.strerror})") from exc
+        if len(raw) > _MAX_RUN_FILE_BYTES:
+            raise BundleError(f"{run_file}: larger than {_MAX_RUN_FILE_BYTES} bytes")
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            raise BundleError(f"{run_file}: JSON nested too deeply") from None
         except ValueError as exc:
             raise BundleError(f"{run_file}: not valid JSON ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
-            raise BundleError(f"{run_file}: field 'format' is not {RUN_FORMAT!r}")
-        if not isinstance(meta.get("run_id"), str):
-            raise BundleError(f"{run_file}: field 'run_id' is missing")
-        return cls(path=path, meta=meta)
+        return cls(path=path, index=RunIndex.from_json(data, where=str(run_file)))
 
     @classmethod
-    def create(cls, workdir: Path, meta: dict[str, Any]) -> RunBundle:
+    def create(cls, workdir: Path, fields: Mapping[str, Any] | None = None) -> RunBundle:
+        """A new bundle directory with run.json; `fields` sets RunIndex fields (checked)."""
         run_id = new_run_id()
         path = runs_root(workdir) / run_id
-        path.mkdir(parents=True)
-        (path / "logs").mkdir()
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        full = {
+        now = _now()
+        data = {
+            **dict(fields or {}),
             "format": RUN_FORMAT,
             "run_id": run_id,
             "origin": origin_for(run_id),
             "status": STATUS_RUNNING,
             "created": now,
-            "sessions": [],
-            "dag_edges": [],
-            **meta,
         }
-        bundle = cls(path=path, meta=full)
+        index = RunIndex.from_json(data, where="new run.json")
+        path.mkdir(parents=True)
+        (path / "logs").mkdir()
+        bundle = cls(path=path, index=index)
         bundle.save()
         return bundle
+
+    def remove(self) -> None:
+        """Delete the bundle directory (a run that recorded nothing)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+_MAX_RUN_FILE_BYTES = 64 * 1024 * 1024
 
 
 class WriterLock:
@@ -175,7 +326,7 @@ def resolve_run(run: str | None, workdir: Path | None = None) -> RunBundle:
 def find_resumable(workdir: Path, snakefile: str) -> Iterator[tuple[RunBundle, WriterLock]]:
     """Interrupted runs of the same Snakefile whose writer is gone, newest first, locked."""
     for bundle in reversed(list_runs(workdir)):
-        if bundle.meta.get("status") != STATUS_RUNNING or bundle.meta.get("snakefile") != snakefile:
+        if bundle.index.status != STATUS_RUNNING or bundle.index.snakefile != snakefile:
             continue
         lock = WriterLock(bundle.path)
         if lock.try_acquire():

@@ -10,6 +10,7 @@ so a resumed run neither loses nor duplicates a record.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ from pox_executor.provenance.keys import SigningKey
 
 ATTESTATIONS_FILE = "attestations.intoto.jsonl"
 CHECKPOINT_FILE = "checkpoint"
+# The longest log line any reader accepts (an envelope with DCAP collateral is tens of KiB): a
+# longer line is an error, so a hostile bundle cannot make a reader hold a 1 GB line in memory.
+MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,20 +38,47 @@ class LogLines:
 
 
 def read_log_lines(path: Path) -> LogLines:
-    """Split the attestations file into complete lines; a last line without newline is torn."""
+    """Split the attestations file into complete lines; a last line without newline is torn.
+
+    Reads line by line, never more than MAX_LINE_BYTES + 1 bytes at once; a longer line, or a
+    path that is not a regular file, raises BundleError naming the file and line.
+    """
+    lines: list[bytes] = []
     try:
-        data = path.read_bytes()
+        handle = open(path, "rb")
     except FileNotFoundError:
         return LogLines([], 0)
-    end = data.rfind(b"\n") + 1
-    lines = data[:end].split(b"\n")[:-1] if end else []
-    return LogLines(lines, len(data) - end)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read the log ({exc.strerror})") from exc
+    with handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise BundleError(f"{path}: not a regular file")
+        while True:
+            line = handle.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return LogLines(lines, 0)
+            if not line.endswith(b"\n"):
+                if len(line) > MAX_LINE_BYTES:
+                    raise BundleError(
+                        f"{path} line {len(lines) + 1}: longer than {MAX_LINE_BYTES} bytes, the "
+                        "limit for one log entry"
+                    )
+                return LogLines(lines, len(line))
+            lines.append(line[:-1])
 
 
 class RunLog:
     """Append-only, checkpointed log of one run. Thread-safe."""
 
-    def __init__(self, directory: Path, origin: str, key_name: str, key: SigningKey) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        origin: str,
+        key_name: str,
+        key: SigningKey,
+        *,
+        checkpoint_now: bool = True,
+    ) -> None:
         self.directory = directory
         self.origin = origin
         self._key_name = key_name
@@ -63,7 +94,10 @@ class RunLog:
         self._tree = merkle.CompactTree(merkle.leaf_hash(line) for line in recovered.lines)
         self._digests = [envelope_digest(line) for line in recovered.lines]
         self.recovered_torn_bytes = recovered.torn_bytes
-        self.write_checkpoint()
+        # A recorder whose key is not yet introduced by a signed session opening in the log
+        # waits for its first append: a checkpoint must be signed by a key the log vouches for.
+        if checkpoint_now:
+            self.write_checkpoint()
 
     @property
     def size(self) -> int:

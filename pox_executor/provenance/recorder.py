@@ -1,19 +1,21 @@
 """Turns finished job attempts into signed, logged records: the writer side of a run bundle.
 
-The recorder opens (or resumes) the bundle, starts a session with a fresh signing key bound into
-the runtime's evidence, and for each attempt hashes inputs and outputs, builds the statement,
-asks the runtime for evidence over the binding, signs the DSSE envelope and appends it to the log.
+The recorder opens (or resumes) the bundle and starts a session with a fresh signing key; the
+session's signed opening (key, evidence binding it, sources, settings) is the first entry it
+appends, its signed closing (status, counts) the last. For each attempt it hashes inputs and
+outputs (names per `names.record_name`; only regular files and directories are read), builds the
+statement, asks the runtime for evidence over the binding, signs the DSSE envelope and appends it.
 It keeps the map output path -> (producer envelope digest, sha256) that makes parent links.
 It knows nothing of Snakemake: the plugin hands it plain `JobFacts`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,19 +23,29 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pox_executor.enclave.runtime import EnclaveRuntime, RunOutcome
+from pox_executor.errors import PoxError
 from pox_executor.primitives import sha256_bytes, utc_now
 from pox_executor.provenance.bundle import (
     STATUS_RUNNING,
     RunBundle,
+    SessionIndex,
     WriterLock,
     find_resumable,
     list_runs,
 )
-from pox_executor.provenance.checkpoint import vkey
 from pox_executor.provenance.digests import DigestCache, FileDigest, Hasher
 from pox_executor.provenance.dsse import serialize_envelope, sign_envelope
 from pox_executor.provenance.keys import SigningKey
 from pox_executor.provenance.log import RunLog
+from pox_executor.provenance.names import record_name
+from pox_executor.provenance.records import (
+    JobRecord,
+    LogEntry,
+    SessionOpen,
+    job_task_id,
+    read_entries,
+    session_task_id,
+)
 from pox_executor.provenance.statement import (
     KIND_CODE,
     KIND_ENVIRONMENT,
@@ -44,6 +56,10 @@ from pox_executor.provenance.statement import (
     Binding,
     JobRun,
     Resource,
+    SessionClosing,
+    SessionOpening,
+    build_session_close,
+    build_session_open,
     build_statement,
     evidence_byproduct,
 )
@@ -89,8 +105,22 @@ class Producer:
     sha256: str
 
 
+@dataclass(frozen=True)
+class RecordedAttempt:
+    """What `RunRecorder.record` logged: the envelope digest and the attempt's recorded status."""
+
+    digest: str
+    succeeded: bool
+    missing_outputs: tuple[str, ...]
+
+
 class RunRecorder:
-    """Writer of one run bundle. Thread-safe: jobs record concurrently."""
+    """Writer of one run bundle. Thread-safe: jobs record concurrently.
+
+    A session's signed opening is appended lazily, before its first record (after the plugin
+    handed over the workflow sources), and its closing by `finish`; a new run that recorded
+    nothing is removed at `finish`, so a re-run with nothing to do leaves no empty bundle.
+    """
 
     def __init__(
         self,
@@ -100,26 +130,46 @@ class RunRecorder:
         snakefile: str,
         meta: dict[str, Any],
         resume: bool = True,
+        requester: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.runtime = runtime
+        self.requester = requester
+        self._meta = dict(meta)
         self.hasher = Hasher(DigestCache(workdir / ".pox" / "cache" / "digests.sqlite"))
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.bundle, self._writer_lock, self.resumed = self._open_bundle(
             snakefile, meta, resume=resume
         )
         self.run_id = self.bundle.run_id
         self.key = SigningKey.generate()
-        self.enclave_challenge = new_enclave_challenge(workdir)
-        session_index = len(self.bundle.meta["sessions"])
-        self.key_name = f"pox-run-{self.run_id}-s{session_index}"
-        self._start_session(session_index)
-        self.log = RunLog(self.bundle.path, self.bundle.meta["origin"], self.key_name, self.key)
+        self.enclave_challenge: str | None = None
+        existing = self._existing_entries()
+        self.session_index = sum(1 for e in existing if isinstance(e, SessionOpen))
+        self.key_name = f"pox-run-{self.run_id}-s{self.session_index}"
+        self.log = RunLog(
+            self.bundle.path,
+            self.bundle.index.origin,
+            self.key_name,
+            self.key,
+            checkpoint_now=False,
+        )
+        # the log as this session found it (a torn tail is gone now): what a resume continues
+        self._continues = (self.log.size, self.log.root().hex()) if self.log.size else None
         self.producers: dict[str, Producer] = {}
         self._earlier: dict[tuple[str, str], Producer] | None = None
-        self._load_existing_records()
+        for entry in self._existing_entries():
+            if isinstance(entry, JobRecord) and entry.succeeded:
+                for subject in entry.subjects:
+                    if subject.sha256:
+                        self.producers[subject.name] = Producer(
+                            self.run_id, entry.digest, subject.sha256
+                        )
         self.source_digests: list[FileDigest] = []
+        self.config_sha256: str | None = None
         self.counts = {"succeeded": 0, "failed": 0}
+        self.opened = False
+        self.removed = False
 
     # -- bundle and session ------------------------------------------------------------------
 
@@ -129,97 +179,128 @@ class RunRecorder:
         if resume:
             for bundle, lock in find_resumable(self.workdir, snakefile):
                 log.info("PoX: resuming interrupted run %s", bundle.run_id)
-                bundle.meta.update({k: v for k, v in meta.items() if k not in bundle.meta})
                 return bundle, lock, True
-        bundle = RunBundle.create(self.workdir, {**meta, "snakefile": snakefile})
+        fields = {k: meta[k] for k in _INDEX_META if k in meta}
+        bundle = RunBundle.create(self.workdir, {**fields, "snakefile": snakefile})
         lock = WriterLock(bundle.path)
         lock.try_acquire()
         return bundle, lock, False
 
-    def _start_session(self, index: int) -> None:
-        public_hex = self.key.public_key.hex()
-        binding = Binding(
-            nonce=secrets.token_hex(32),
-            public_keys=(public_hex,),
-            task_id=f"{self.run_id}/session/{index}",
-            image_digest=self.runtime.image_digest(),
-            enclave_challenge=self.enclave_challenge,
-        )
-        evidence = self.runtime.evidence(binding.report_data())
-        self.bundle.meta["sessions"].append(
-            {
-                "index": index,
-                "started": utc_now(),
-                "backend": self.runtime.name,
-                "builder_id": self.runtime.builder_id(),
-                "isolation": self.runtime.describe_isolation(),
-                "isolated": self.runtime.isolated,
-                "key_name": self.key_name,
-                "public_key": public_hex,
-                "keyid": self.key.public_key.keyid,
-                "vkey": vkey(self.key_name, self.key.public_key),
-                "evidence": evidence.to_json(),
-                "binding": binding.to_json(),
-            }
-        )
-        self.bundle.meta["status"] = STATUS_RUNNING
-        self.bundle.save()
+    def _existing_entries(self) -> list[LogEntry]:
+        """The entries already in the log (a resumed run): strict, a bad line stops the run."""
+        return read_entries(self.bundle.attestations_path, strict=True)
 
-    def _load_existing_records(self) -> None:
-        """On resume, rebuild the producer map from the envelopes already in the log."""
-        path = self.bundle.attestations_path
-        if not path.exists():
-            return
-        for line, digest in zip(
-            path.read_bytes().splitlines(), self.log.envelope_digests(), strict=False
-        ):
-            statement = _payload(line)
-            if _status(statement) != "succeeded":
-                continue
-            for subject in statement.get("subject", []):
-                sha = subject.get("digest", {}).get("sha256")
-                if sha:
-                    self.producers[subject["name"]] = Producer(self.run_id, digest, sha)
+    def _sign(self, statement: dict[str, Any]) -> bytes:
+        payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return serialize_envelope(sign_envelope(payload, self.key))
+
+    def _ensure_open(self) -> None:
+        """Append this session's signed opening unless it is already in the log."""
+        with self._lock:
+            if self.opened:
+                return
+            self.enclave_challenge = new_enclave_challenge(self.workdir)
+            public_hex = self.key.public_key.hex()
+            binding = Binding(
+                nonce=secrets.token_hex(32),
+                public_keys=(public_hex,),
+                task_id=session_task_id(self.run_id, self.session_index),
+                image_digest=self.runtime.image_digest(),
+                enclave_challenge=self.enclave_challenge,
+            )
+            started = utc_now()
+            opening = SessionOpening(
+                run_id=self.run_id,
+                origin=self.bundle.index.origin,
+                session=self.session_index,
+                key_name=self.key_name,
+                public_key=public_hex,
+                evidence=self.runtime.evidence(binding.report_data()),
+                binding=binding,
+                backend=self.runtime.name,
+                builder_id=self.runtime.builder_id(),
+                isolation=self.runtime.describe_isolation(),
+                isolated=self.runtime.isolated,
+                workflow_sources=[
+                    Resource(name=d.path, sha256=d.sha256) for d in self.source_digests
+                ],
+                config_sha256=self.config_sha256,
+                snakemake_version=str(self._meta.get("snakemake_version", "unknown")),
+                pox_version=str(self._meta.get("pox_version", "unknown")),
+                settings=dict(self._meta.get("settings", {})),
+                requester=self.requester,
+                started=started,
+                continues=self._continues,
+            )
+            index, _ = self.log.append(self._sign(build_session_open(opening)))
+            self.bundle.index.sessions.append(
+                SessionIndex(
+                    index=self.session_index,
+                    line=index + 1,
+                    key_name=self.key_name,
+                    keyid=self.key.public_key.keyid,
+                    public_key=public_hex,
+                    started=started,
+                    backend=self.runtime.name,
+                    isolated=self.runtime.isolated,
+                )
+            )
+            self.bundle.index.status = STATUS_RUNNING
+            self.bundle.save()
+            self.opened = True
 
     def _earlier_producers(self) -> dict[tuple[str, str], Producer]:
         """(path, sha256) -> producer, over the other runs in this working directory."""
         if self._earlier is None:
             index: dict[tuple[str, str], Producer] = {}
             for bundle in list_runs(self.workdir):
-                if bundle.run_id == self.run_id or not bundle.attestations_path.exists():
+                if bundle.run_id == self.run_id:
                     continue
-                for line in bundle.attestations_path.read_bytes().splitlines():
-                    try:
-                        statement = _payload(line)
-                    except ValueError:
+                try:
+                    entries = read_entries(bundle.attestations_path, strict=False)
+                except PoxError:
+                    continue
+                for entry in entries:
+                    if not isinstance(entry, JobRecord) or not entry.succeeded:
                         continue
-                    if _status(statement) != "succeeded":
-                        continue
-                    digest = sha256_bytes(line)
-                    for subject in statement.get("subject", []):
-                        sha = subject.get("digest", {}).get("sha256")
-                        if sha:
-                            index[(subject["name"], sha)] = Producer(bundle.run_id, digest, sha)
+                    for subject in entry.subjects:
+                        if subject.sha256:
+                            index[(subject.name, subject.sha256)] = Producer(
+                                bundle.run_id, entry.digest, subject.sha256
+                            )
             self._earlier = index
         return self._earlier
 
     def record_sources(self, sources: Sequence[str], config: Mapping[str, Any]) -> None:
-        """Hash the workflow sources and config once per session; store them in run.json."""
-        existing = [s for s in sources if (self.workdir / s).is_file()]
-        self.source_digests = self.hasher.digest_paths(sorted(set(existing)), base=self.workdir)
+        """Hash the workflow sources and config, then open the session (they are part of it)."""
+        existing = sorted({s for s in sources if _is_regular(self.workdir / s)})
+        digests = self.hasher.digest_paths(existing, base=self.workdir)
+        self.source_digests = [
+            FileDigest(record_name(d.path, self.workdir), d.sha256, d.size_bytes) for d in digests
+        ]
         config_bytes = json.dumps(config, sort_keys=True, default=str).encode("utf-8")
         with self._lock:
-            self.bundle.meta["workflow_sources"] = [
+            self.config_sha256 = sha256_bytes(config_bytes)
+            self.bundle.index.workflow_sources = [
                 {"path": d.path, "sha256": d.sha256} for d in self.source_digests
             ]
-            self.bundle.meta["config_sha256"] = sha256_bytes(config_bytes)
-            self.bundle.save()
+            self.bundle.index.config_sha256 = self.config_sha256
+            self._ensure_open()
 
     # -- records -----------------------------------------------------------------------------
 
     def hash_inputs(self, facts: JobFacts) -> list[FileDigest]:
-        present = [p for p in facts.inputs if (self.workdir / p).exists()]
-        return self.hasher.digest_paths(present, base=self.workdir)
+        """Digests of the job's inputs that exist, named per `names.record_name`.
+
+        Only regular files and directories are read: a FIFO or device named as an input is
+        recorded without a digest (see `_dependencies`), so it can never block the recorder.
+        """
+        present = [p for p in facts.inputs if _is_regular(self.workdir / p, directories=True)]
+        digests = self.hasher.digest_paths(present, base=self.workdir)
+        return [
+            FileDigest(record_name(p, self.workdir), d.sha256, d.size_bytes, d.is_directory)
+            for p, d in zip(present, digests, strict=True)
+        ]
 
     def record(
         self,
@@ -229,33 +310,39 @@ class RunRecorder:
         input_digests: Sequence[FileDigest],
         invocation_id: str,
         job_log: Path,
-    ) -> str:
-        """Build, attest, sign and append the statement of one attempt; return its digest."""
-        succeeded = outcome.exit_code == 0
-        present_outputs = [o for o in facts.outputs if (self.workdir / o.path).exists()]
-        output_digests = self.hasher.digest_paths(
-            [o.path for o in present_outputs], base=self.workdir
-        )
+    ) -> RecordedAttempt:
+        """Build, attest, sign and append the statement of one attempt.
+
+        An attempt that exited 0 but left a declared output missing (or not a regular file or
+        directory inside the working directory) is recorded as failed, listing those outputs.
+        """
+        self._ensure_open()
         flags = {o.path: o for o in facts.outputs}
+        present = [o.path for o in facts.outputs if _is_regular_output(self.workdir, o.path)]
+        missing = tuple(
+            record_name(o.path, self.workdir) for o in facts.outputs if o.path not in present
+        )
+        succeeded = outcome.exit_code == 0 and not missing
+        output_digests = self.hasher.digest_paths(present, base=self.workdir)
         subjects = [
             Resource(
-                name=d.path,
+                name=record_name(d.path, self.workdir),
                 sha256=d.sha256,
                 annotations=_output_annotations(flags[d.path], d),
             )
             for d in output_digests
         ]
-        log_bytes = job_log.read_bytes() if job_log.exists() else b""
-        log_name = job_log.relative_to(self.workdir).as_posix()
+        log_bytes = job_log.read_bytes() if job_log.is_file() else b""
+        log_name = record_name(job_log, self.workdir)
         if not subjects:
             subjects = [Resource(name=log_name, sha256=sha256_bytes(log_bytes))]
-        dependencies = self._dependencies(facts, input_digests)
-        task_id = "0x" + sha256_bytes(f"{self.run_id}/{facts.jobid}/{facts.attempt}".encode())
+        dependencies = self._dependencies(facts, input_digests, outcome)
+        image_digest = outcome.image_digest or self.runtime.image_digest()
         binding = Binding(
             nonce=secrets.token_hex(32),
             public_keys=(self.key.public_key.hex(),),
-            task_id=task_id,
-            image_digest=self.runtime.image_digest(),
+            task_id=job_task_id(self.run_id, facts.jobid, facts.attempt),
+            image_digest=image_digest,
             enclave_challenge=self.enclave_challenge,
         )
         evidence = self.runtime.evidence(binding.report_data())
@@ -274,10 +361,12 @@ class RunRecorder:
             threads=facts.threads,
             resources=facts.resources,
             backend=self.runtime.name,
-            builder_id=self.runtime.builder_id(),
+            builder_id=outcome.builder_id or self.runtime.builder_id(),
             isolated=outcome.isolated,
             isolation=outcome.isolation,
             discarded_writes=outcome.discarded_writes,
+            missing_outputs=missing,
+            environment_names=outcome.environment_names,
         )
         byproducts = [
             Resource(name=log_name, sha256=sha256_bytes(log_bytes), media_type=LOG_MEDIA_TYPE),
@@ -286,18 +375,31 @@ class RunRecorder:
         statement = build_statement(
             job, subjects=subjects, dependencies=dependencies, byproducts=byproducts
         )
-        payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode("utf-8")
-        line = serialize_envelope(sign_envelope(payload, self.key))
-        _, digest = self.log.append(line)
+        _, digest = self.log.append(self._sign(statement))
         with self._lock:
             self.counts["succeeded" if succeeded else "failed"] += 1
             if succeeded:
-                for d in output_digests:
-                    self.producers[d.path] = Producer(self.run_id, digest, d.sha256)
-        return digest
+                for subject in subjects:
+                    if subject.sha256 is not None and subject.name != log_name:
+                        self.producers[subject.name] = Producer(self.run_id, digest, subject.sha256)
+        return RecordedAttempt(digest=digest, succeeded=succeeded, missing_outputs=missing)
 
-    def _dependencies(self, facts: JobFacts, inputs: Sequence[FileDigest]) -> list[Resource]:
+    def _dependencies(
+        self, facts: JobFacts, inputs: Sequence[FileDigest], outcome: RunOutcome
+    ) -> list[Resource]:
         deps: list[Resource] = []
+        hashed = {d.path for d in inputs}
+        for path in facts.inputs:
+            name = record_name(path, self.workdir)
+            local = self.workdir / path
+            if name not in hashed and (local.exists() or local.is_symlink()):
+                # neither a regular file nor a directory (FIFO, device, dangling link): not read
+                deps.append(
+                    Resource(
+                        name=name,
+                        annotations={"pox.kind": KIND_INPUT, "pox.not-regular": True},
+                    )
+                )
         parents: dict[str, Producer] = {}
         with self._lock:
             producers = dict(self.producers)
@@ -338,7 +440,7 @@ class RunRecorder:
             deps.append(
                 Resource(name=src.path, sha256=src.sha256, annotations={"pox.kind": KIND_SOURCE})
             )
-        deps.extend(self._environment(facts))
+        deps.extend(self._environment(facts, outcome))
         return deps
 
     def _code(self, facts: JobFacts) -> list[Resource]:
@@ -361,23 +463,24 @@ class RunRecorder:
         for path in (facts.script, *facts.extra_code):
             if path is None:
                 continue
-            full = self.workdir / path
-            if full.is_file():
+            name = record_name(path, self.workdir)
+            if _is_regular(self.workdir / path):
                 digest = self.hasher.digest_one(path, base=self.workdir)
                 code.append(
-                    Resource(name=path, sha256=digest.sha256, annotations={"pox.kind": KIND_CODE})
+                    Resource(name=name, sha256=digest.sha256, annotations={"pox.kind": KIND_CODE})
                 )
             else:
                 code.append(
-                    Resource(name=path, annotations={"pox.kind": KIND_CODE, "pox.missing": True})
+                    Resource(name=name, annotations={"pox.kind": KIND_CODE, "pox.missing": True})
                 )
         return code
 
-    def _environment(self, facts: JobFacts) -> list[Resource]:
+    def _environment(self, facts: JobFacts, outcome: RunOutcome) -> list[Resource]:
+        image = outcome.image_digest or self.runtime.image_digest()
         env = [
             Resource(
                 name="pox:environment/image",
-                sha256=self.runtime.image_digest().removeprefix("sha256:"),
+                sha256=image.removeprefix("sha256:"),
                 annotations={"pox.kind": KIND_ENVIRONMENT, "backend": self.runtime.name},
             )
         ]
@@ -386,7 +489,7 @@ class RunRecorder:
             annotations: dict[str, Any] = {"pox.kind": KIND_ENVIRONMENT, "conda": facts.conda_env}
             sha = (
                 self.hasher.digest_one(facts.conda_env, base=self.workdir).sha256
-                if (full.is_file())
+                if _is_regular(full)
                 else sha256_bytes(facts.conda_env.encode("utf-8"))
             )
             env.append(Resource(name="pox:environment/conda", sha256=sha, annotations=annotations))
@@ -403,16 +506,77 @@ class RunRecorder:
     # -- end of run --------------------------------------------------------------------------
 
     def finish(self, status: str, dag_edges: Sequence[Mapping[str, Any]]) -> None:
+        """Append the session's signed closing (status, counts, size before it), update run.json.
+
+        A new run whose session never opened (Snakemake had nothing to do) is removed instead.
+        """
         with self._lock:
-            self.bundle.meta["status"] = status
-            self.bundle.meta["finished"] = utc_now()
-            self.bundle.meta["dag_edges"] = list(dag_edges)
-            self.bundle.meta["tree_size"] = self.log.size
-            self.bundle.meta["root_sha256"] = self.log.root().hex()
+            if not self.opened and not self.resumed and self.log.size == 0:
+                self.hasher.cache.close()
+                self._writer_lock.release()
+                self.bundle.remove()
+                self.removed = True
+                return
+            self._ensure_open()
+            finished = utc_now()
+            closing = SessionClosing(
+                run_id=self.run_id,
+                session=self.session_index,
+                size=self.log.size,
+                status=status,
+                succeeded=self.counts["succeeded"],
+                failed=self.counts["failed"],
+                finished=finished,
+            )
+            self.log.append(self._sign(build_session_close(closing)))
+            index = self.bundle.index
+            index.status = status
+            index.finished = finished
+            index.dag_edges = [dict(edge) for edge in dag_edges]
+            index.tree_size = self.log.size
+            index.root_sha256 = self.log.root().hex()
             self.bundle.save()
-        self.log.write_checkpoint()
         self.hasher.cache.close()
         self._writer_lock.release()
+
+
+def discarded_writes_line(facts: JobFacts, outcome: RunOutcome, *, shown: int = 3) -> str | None:
+    """One console line for a job whose undeclared writes the sandbox discarded, else None."""
+    writes = outcome.discarded_writes
+    if not writes:
+        return None
+    first = ", ".join(writes[:shown]) + (", ..." if len(writes) > shown else "")
+    return (
+        f"PoX: job {facts.jobid} ({facts.rule}): {len(writes)} writes outside its declared "
+        f"outputs were discarded: {first}"
+    )
+
+
+def _is_regular(path: Path, *, directories: bool = False) -> bool:
+    """Whether `path` is a regular file (or, if allowed, a directory), following links."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or (directories and stat.S_ISDIR(mode))
+
+
+def _is_regular_output(workdir: Path, path: str) -> bool:
+    """A declared output that may be committed: a regular file or directory that, after
+    resolving links, is still inside the working directory."""
+    local = workdir / path
+    if not _is_regular(local, directories=True):
+        return False
+    if os.path.islink(local):
+        try:
+            local.resolve().relative_to(workdir.resolve())
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+# run.json fields the plugin's meta may set when a new bundle is created
+_INDEX_META = ("snakemake_version", "pox_version", "workdir", "settings")
 
 
 ENCLAVE_KEYS_DIR = "enclave-keys"
@@ -455,15 +619,3 @@ def _enclosing_producer(
         if name != "." and name in producers:
             return name, producers[name]
     return None, None
-
-
-def _payload(line: bytes) -> dict[str, Any]:
-    envelope = json.loads(line)
-    result: dict[str, Any] = json.loads(base64.b64decode(envelope["payload"]))
-    return result
-
-
-def _status(statement: Mapping[str, Any]) -> str | None:
-    internal = statement.get("predicate", {}).get("buildDefinition", {})
-    value = internal.get("internalParameters", {}).get("status")
-    return str(value) if value is not None else None

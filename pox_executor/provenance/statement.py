@@ -7,14 +7,17 @@ sources), the environment, and the envelope digests of the parent jobs (the Merk
 each entry says what it is in `annotations["pox.kind"]`. `byproducts` carry the captured log and
 the TEE evidence with the binding document its report data commits to.
 
-`parse_statement` is the strict reader the verifier uses; it names the field that is wrong.
+Each session of a run also writes two statements into the same log (`build_session_open`,
+`build_session_close`; predicate types `https://pox.dev/session-open/v1` and
+`https://pox.dev/session-close/v1`): its opening carries the session's public key with the TEE
+evidence binding it, its closing the log size and run status; see docs/formats.md. Reading any
+of them back is `records.py`'s job.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +30,8 @@ from pox_executor.errors import VerificationError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+SESSION_OPEN_TYPE = "https://pox.dev/session-open/v1"
+SESSION_CLOSE_TYPE = "https://pox.dev/session-close/v1"
 BUILD_TYPE = "https://pox.dev/buildtypes/snakemake-job/v1"
 EVIDENCE_MEDIA_TYPE = "application/vnd.pox.tee-evidence+json"
 LOG_MEDIA_TYPE = "text/plain"
@@ -79,14 +84,14 @@ class Binding:
 
     @classmethod
     def from_json(cls, raw: Any, *, where: str) -> Binding:
-        keys = _field(raw, "public_keys", list, where)
+        keys = require_field(raw, "public_keys", list, where)
         if not all(isinstance(k, str) for k in keys):
             raise VerificationError(f"{where}: public_keys must be hex strings")
         return cls(
-            nonce=_field(raw, "nonce", str, where),
+            nonce=require_field(raw, "nonce", str, where),
             public_keys=tuple(keys),
-            task_id=_field(raw, "task_id", str, where),
-            image_digest=_field(raw, "image_digest", str, where),
+            task_id=require_field(raw, "task_id", str, where),
+            image_digest=require_field(raw, "image_digest", str, where),
             enclave_challenge=_optional_address(raw, where),
         )
 
@@ -137,6 +142,8 @@ class JobRun:
     isolated: bool
     isolation: str
     discarded_writes: Sequence[str] = ()
+    missing_outputs: Sequence[str] = ()
+    environment_names: Sequence[str] = ()
 
 
 def build_statement(
@@ -172,6 +179,8 @@ def build_statement(
                     "isolated": job.isolated,
                     "isolation": job.isolation,
                     "discarded_writes": list(job.discarded_writes),
+                    "missing_outputs": list(job.missing_outputs),
+                    "environment_names": list(job.environment_names),
                 },
                 "resolvedDependencies": [d.to_json() for d in dependencies],
             },
@@ -207,97 +216,124 @@ def evidence_byproduct(evidence: Evidence, binding: Binding) -> Resource:
     )
 
 
-# --- reading ------------------------------------------------------------------------------
+# --- session entries ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ParsedJob:
-    """A statement as the verifier sees it."""
+class SessionOpening:
+    """What a session signs when it opens: its key, the evidence binding it, and the settings."""
 
-    statement: Mapping[str, Any]
-    rule: str
-    jobid: int
-    attempt: int
-    status: str
-    invocation_id: str
-    builder_id: str
-    isolated: bool
-    subjects: tuple[Resource, ...]
-    dependencies: tuple[Resource, ...]
+    run_id: str
+    origin: str
+    session: int
+    key_name: str
+    public_key: str  # hex
     evidence: Evidence
     binding: Binding
+    backend: str
+    builder_id: str
+    isolation: str
+    isolated: bool
+    workflow_sources: Sequence[Resource]
+    config_sha256: str | None
+    snakemake_version: str
+    pox_version: str
+    settings: Mapping[str, Any]
+    requester: str | None
+    started: str
+    continues: tuple[int, str] | None  # (size, hex root) of the log a resumed session extends
 
-    def dependencies_of_kind(self, kind: str) -> list[Resource]:
-        return [d for d in self.dependencies if d.annotations.get("pox.kind") == kind]
+
+@dataclass(frozen=True)
+class SessionClosing:
+    """What a session signs when it ends: the log size before the close, status and counts."""
+
+    run_id: str
+    session: int
+    size: int
+    status: str
+    succeeded: int
+    failed: int
+    finished: str
 
 
-def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+def session_subject(run_id: str, session: int, public_key_hex: str) -> Resource:
+    return Resource(
+        name=f"pox:run/{run_id}/session/{session}",
+        sha256=hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest(),
+    )
+
+
+def build_session_open(opening: SessionOpening) -> dict[str, Any]:
+    continues = None
+    if opening.continues is not None:
+        continues = {"size": opening.continues[0], "root": opening.continues[1]}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [session_subject(opening.run_id, opening.session, opening.public_key).to_json()],
+        "predicateType": SESSION_OPEN_TYPE,
+        "predicate": {
+            "run_id": opening.run_id,
+            "origin": opening.origin,
+            "session": opening.session,
+            "key_name": opening.key_name,
+            "public_key": opening.public_key,
+            "evidence": opening.evidence.to_json(),
+            "binding": opening.binding.to_json(),
+            "backend": opening.backend,
+            "builder_id": opening.builder_id,
+            "isolation": opening.isolation,
+            "isolated": opening.isolated,
+            "workflow_sources": [r.to_json() for r in opening.workflow_sources],
+            "config_sha256": opening.config_sha256,
+            "snakemake_version": opening.snakemake_version,
+            "pox_version": opening.pox_version,
+            "settings": _jsonable(opening.settings),
+            "requester": opening.requester,
+            "started": opening.started,
+            "continues": continues,
+        },
+    }
+
+
+def build_session_close(closing: SessionClosing) -> dict[str, Any]:
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": f"pox:run/{closing.run_id}/session/{closing.session}/close"}],
+        "predicateType": SESSION_CLOSE_TYPE,
+        "predicate": {
+            "run_id": closing.run_id,
+            "session": closing.session,
+            "size": closing.size,
+            "status": closing.status,
+            "succeeded": closing.succeeded,
+            "failed": closing.failed,
+            "finished": closing.finished,
+        },
+    }
+
+
+# --- field access shared with the reader (records.py) -----------------------------------------
+
+
+def require_field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """`obj[key]` checked to be of `kind`; VerificationError names the field otherwise."""
     if not isinstance(obj, Mapping) or key not in obj:
         raise VerificationError(f"{where}: missing field '{key}'")
     value = obj[key]
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise VerificationError(f"{where}: field '{key}' has the wrong type")
     return value
 
 
-def _resource(raw: Any, where: str) -> Resource:
-    name = _field(raw, "name", str, where)
+def parse_resource(raw: Any, where: str) -> Resource:
+    """A ResourceDescriptor as PoX writes it (name, optional sha256 digest, annotations)."""
+    name = require_field(raw, "name", str, where)
     sha = None
     if "digest" in raw:
-        sha = _field(_field(raw, "digest", dict, where), "sha256", str, f"{where}.digest")
+        digest = require_field(raw, "digest", dict, where)
+        sha = require_field(digest, "sha256", str, f"{where}.digest")
     annotations = raw.get("annotations", {})
     if not isinstance(annotations, Mapping):
         raise VerificationError(f"{where}: 'annotations' must be an object")
     return Resource(name=name, sha256=sha, annotations=dict(annotations))
-
-
-def parse_statement(payload: bytes, *, where: str) -> ParsedJob:
-    try:
-        st = json.loads(payload)
-    except ValueError as exc:
-        raise VerificationError(f"{where}: payload is not JSON ({exc})") from exc
-    if _field(st, "_type", str, where) != STATEMENT_TYPE:
-        raise VerificationError(f"{where}: _type is not {STATEMENT_TYPE}")
-    if _field(st, "predicateType", str, where) != PREDICATE_TYPE:
-        raise VerificationError(f"{where}: predicateType is not {PREDICATE_TYPE}")
-    subjects = tuple(
-        _resource(s, f"{where}.subject[{i}]")
-        for i, s in enumerate(_field(st, "subject", list, where))
-    )
-    if not subjects:
-        raise VerificationError(f"{where}: subject list is empty")
-    pred = _field(st, "predicate", dict, where)
-    build = _field(pred, "buildDefinition", dict, f"{where}.predicate")
-    ext = _field(build, "externalParameters", dict, f"{where}.buildDefinition")
-    internal = _field(build, "internalParameters", dict, f"{where}.buildDefinition")
-    deps = tuple(
-        _resource(d, f"{where}.resolvedDependencies[{i}]")
-        for i, d in enumerate(_field(build, "resolvedDependencies", list, f"{where}"))
-    )
-    details = _field(pred, "runDetails", dict, f"{where}.predicate")
-    builder = _field(_field(details, "builder", dict, where), "id", str, f"{where}.builder")
-    meta = _field(details, "metadata", dict, f"{where}.runDetails")
-    evidence_raw = None
-    for i, b in enumerate(_field(details, "byproducts", list, f"{where}.runDetails")):
-        if isinstance(b, Mapping) and b.get("name") == "pox:tee-evidence":
-            evidence_raw = _field(b, "annotations", dict, f"{where}.byproducts[{i}]")
-    if evidence_raw is None:
-        raise VerificationError(f"{where}: no TEE evidence among the byproducts")
-    evidence = Evidence.from_json(evidence_raw.get("evidence"), where=f"{where}.evidence")
-    binding = Binding.from_json(
-        _field(evidence_raw, "binding", dict, f"{where}.evidence"), where=f"{where}.binding"
-    )
-    return ParsedJob(
-        statement=st,
-        rule=_field(ext, "rule", str, f"{where}.externalParameters"),
-        jobid=_field(internal, "jobid", int, f"{where}.internalParameters"),
-        attempt=_field(internal, "attempt", int, f"{where}.internalParameters"),
-        status=_field(internal, "status", str, f"{where}.internalParameters"),
-        invocation_id=_field(meta, "invocationId", str, f"{where}.metadata"),
-        builder_id=builder,
-        isolated=_field(internal, "isolated", bool, f"{where}.internalParameters"),
-        subjects=subjects,
-        dependencies=deps,
-        evidence=evidence,
-        binding=binding,
-    )

@@ -1,0 +1,129 @@
+"""Record a small run in-process, with the library alone: the recorder, the sim runtime without
+isolation (it really runs each shell command) and keys the test controls. No Snakemake.
+
+`record_run` runs a three-job DAG (a: data.txt -> a.txt; b, c: a.txt -> b.txt, c.txt) and
+returns the bundle; `Step` describes one job so tests can record other shapes (a job that leaves
+an output missing, one that fails). `resign` re-signs a statement with a given key, which is how
+the audit tests forge entries that are correctly signed but say the wrong thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pox_executor.enclave.runtime import JobSpec, OutputSpec
+from pox_executor.enclave.sim import SimRuntime
+from pox_executor.provenance.bundle import RunBundle
+from pox_executor.provenance.dsse import serialize_envelope, sign_envelope
+from pox_executor.provenance.keys import SigningKey
+from pox_executor.provenance.recorder import JobFacts, OutputFile, RecordedAttempt, RunRecorder
+
+
+@dataclass(frozen=True)
+class Step:
+    jobid: int
+    rule: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    command: str
+    attempt: int = 1
+
+
+DAG = (
+    Step(1, "a", ("data.txt",), ("a.txt",), "cat data.txt > a.txt"),
+    Step(2, "b", ("a.txt",), ("b.txt",), "tr a-z A-Z < a.txt > b.txt"),
+    Step(3, "c", ("a.txt",), ("c.txt",), "rev a.txt > c.txt"),
+)
+
+
+def facts_of(step: Step) -> JobFacts:
+    return JobFacts(
+        jobid=step.jobid,
+        rule=step.rule,
+        attempt=step.attempt,
+        inputs=step.inputs,
+        outputs=tuple(OutputFile(o) for o in step.outputs),
+        logs=(),
+        wildcards={},
+        params={},
+        threads=1,
+        resources={},
+        shell_command=step.command,
+        script=None,
+        has_run_block=False,
+        snakefile="Snakefile",
+        conda_env=None,
+        container=None,
+        network=False,
+    )
+
+
+def run_step(recorder: RunRecorder, step: Step) -> RecordedAttempt:
+    facts = facts_of(step)
+    inputs = recorder.hash_inputs(facts)
+    invocation = f"inv-{step.jobid}-{step.attempt}"
+    spec = JobSpec(
+        invocation_id=invocation,
+        command=step.command,
+        workdir=recorder.workdir,
+        outputs=tuple(OutputSpec(o) for o in step.outputs),
+        log_path=recorder.bundle.logs_dir / f"{invocation}.log",
+    )
+    outcome = recorder.runtime.run(spec, threading.Event())
+    return recorder.record(
+        facts, outcome, input_digests=inputs, invocation_id=invocation, job_log=spec.log_path
+    )
+
+
+def new_recorder(
+    workdir: Path, *, requester: str | None = None, resume: bool = True
+) -> RunRecorder:
+    runtime = SimRuntime(isolate=False)
+    runtime.prepare(workdir)
+    meta = {"snakemake_version": "test", "pox_version": "test", "settings": {"backend": "sim"}}
+    return RunRecorder(
+        workdir,
+        runtime,
+        snakefile=str(workdir / "Snakefile"),
+        meta=meta,
+        resume=resume,
+        requester=requester,
+    )
+
+
+def record_run(
+    workdir: Path,
+    steps: Sequence[Step] = DAG,
+    *,
+    status: str | None = None,
+    requester: str | None = None,
+    finish: bool = True,
+) -> RunBundle:
+    """Record `steps` in a new run under `workdir` (created with Snakefile and data.txt)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / "Snakefile").exists():
+        (workdir / "Snakefile").write_text("# recorded in-process\n")
+        (workdir / "data.txt").write_text("alpha\n")
+    recorder = new_recorder(workdir, requester=requester)
+    recorder.record_sources(["Snakefile"], {})
+    results = [run_step(recorder, step) for step in steps]
+    if finish:
+        ok = all(r.succeeded for r in results)
+        recorder.finish(status or ("succeeded" if ok else "failed"), [])
+    return RunBundle.load(recorder.bundle.path)
+
+
+def statement_of(line: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(base64.b64decode(json.loads(line)["payload"]))
+    return result
+
+
+def resign(statement: dict[str, Any], key: SigningKey) -> bytes:
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    return serialize_envelope(sign_envelope(payload, key))
