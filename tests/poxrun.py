@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 ATTESTATIONS = "attestations.intoto.jsonl"
+JOB_PREDICATE = "https://slsa.dev/provenance/v1"
 
 
 def require_sandbox_tools() -> None:
@@ -184,5 +185,7 @@ class Record:
 
 
 def read_records(bundle: Path) -> list[Record]:
+    """The job records of the log (its session openings and closings left out)."""
     data = (bundle / ATTESTATIONS).read_bytes()
-    return [Record(line) for line in data.split(b"\n") if line]
+    records = [Record(line) for line in data.split(b"\n") if line]
+    return [r for r in records if r.statement["predicateType"] == JOB_PREDICATE]

@@ -97,6 +97,20 @@ def new_recorder(
     )
 
 
+@dataclass
+class RecordedRun:
+    """A run recorded in-process, with what a test needs to forge well-signed entries: the
+    session key, the runtime (its simulated platform key makes evidence) and the checkpoint text
+    after each append (`checkpoints[n]` covers the first n entries)."""
+
+    bundle: RunBundle
+    key: SigningKey
+    key_name: str
+    runtime: SimRuntime
+    checkpoints: dict[int, str]
+    recorder: RunRecorder
+
+
 def record_run(
     workdir: Path,
     steps: Sequence[Step] = DAG,
@@ -104,19 +118,45 @@ def record_run(
     status: str | None = None,
     requester: str | None = None,
     finish: bool = True,
-) -> RunBundle:
-    """Record `steps` in a new run under `workdir` (created with Snakefile and data.txt)."""
+) -> RecordedRun:
+    """Record `steps` in a run under `workdir` (created with Snakefile and data.txt); an
+    interrupted run there (recorded with finish=False, then `crash`ed) is resumed."""
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "Snakefile").exists():
         (workdir / "Snakefile").write_text("# recorded in-process\n")
         (workdir / "data.txt").write_text("alpha\n")
     recorder = new_recorder(workdir, requester=requester)
+    checkpoints: dict[int, str] = {}
+
+    def keep() -> None:
+        checkpoints[recorder.log.size] = (recorder.bundle.checkpoint_path).read_text()
+
     recorder.record_sources(["Snakefile"], {})
-    results = [run_step(recorder, step) for step in steps]
+    keep()
+    results = []
+    for step in steps:
+        results.append(run_step(recorder, step))
+        keep()
     if finish:
         ok = all(r.succeeded for r in results)
         recorder.finish(status or ("succeeded" if ok else "failed"), [])
-    return RunBundle.load(recorder.bundle.path)
+        keep()
+    runtime = recorder.runtime
+    assert isinstance(runtime, SimRuntime)
+    return RecordedRun(
+        RunBundle.load(recorder.bundle.path),
+        recorder.key,
+        recorder.key_name,
+        runtime,
+        checkpoints,
+        recorder,
+    )
+
+
+def crash(run: RecordedRun) -> None:
+    """What a kill leaves: the writer's lock is released, no closing is written."""
+    run.recorder._writer_lock.release()
+    run.recorder.hasher.cache.close()
 
 
 def statement_of(line: bytes) -> dict[str, Any]:

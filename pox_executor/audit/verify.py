@@ -87,6 +87,7 @@ class _Walk:
     records: list[JobRecord] = field(default_factory=list)
     sessions: list[_Session] = field(default_factory=list)
     measurements: set[str] = field(default_factory=set)
+    seen: dict[str, int] = field(default_factory=dict)
     simulated: bool = False
     not_isolated: int = 0
 
@@ -201,6 +202,15 @@ def verify_run(
 def _entry(walk: _Walk, line: bytes, line_no: int, lines: list[bytes]) -> None:
     report = walk.report
     where = f"line {line_no}"
+    digest = hashlib.sha256(line).hexdigest()
+    if digest in walk.seen:
+        report.error(
+            "duplicate",
+            f"envelope is identical to line {walk.seen[digest]}: a record was duplicated",
+            where,
+        )
+        return
+    walk.seen[digest] = line_no
     try:
         envelope, entry = decode_line(line, line_no=line_no)
     except PoxError as exc:
@@ -279,7 +289,10 @@ def _session_open(
         return
     if walk.run_id is None:
         if entry.line_no != 1:
-            return  # already reported: the log does not begin with an opening
+            report.error(
+                "session-open", "a session opening below entries that no opening precedes", where
+            )
+            return
         walk.run_id = entry.run_id
     elif entry.run_id != walk.run_id:
         report.error(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pox_executor.errors import BundleError, UsageError
+from pox_executor.errors import BundleError, PoxError, UsageError
 from pox_executor.primitives import write_atomically
 from pox_executor.provenance.log import ATTESTATIONS_FILE, CHECKPOINT_FILE
 
@@ -230,12 +230,12 @@ class RunBundle:
             raise BundleError(f"{run_file}: cannot read ({exc.strerror})") from exc
         if len(raw) > _MAX_RUN_FILE_BYTES:
             raise BundleError(f"{run_file}: larger than {_MAX_RUN_FILE_BYTES} bytes")
+        from pox_executor.provenance.records import load_json
+
         try:
-            data = json.loads(raw)
-        except RecursionError:
-            raise BundleError(f"{run_file}: JSON nested too deeply") from None
-        except ValueError as exc:
-            raise BundleError(f"{run_file}: not valid JSON ({exc})") from exc
+            data = load_json(raw, where=str(run_file))
+        except PoxError as exc:
+            raise BundleError(str(exc)) from exc
         return cls(path=path, index=RunIndex.from_json(data, where=str(run_file)))
 
     @classmethod

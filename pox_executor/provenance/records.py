@@ -12,7 +12,7 @@ says which of three entries it is:
 calls it on payloads whose signature it has checked. `decode_line` and `read_entries` read
 without checking signatures, for the recorder's resume, `pox show` and `pox prove`;
 `read_entries(strict=False)` skips lines it cannot read. Lines longer than
-`MAX_LINE_BYTES` (4 MiB) are an error, as is JSON nested too deeply for the parser.
+`MAX_LINE_BYTES` (4 MiB) are an error, as is JSON nested deeper than `MAX_JSON_DEPTH` (200).
 
 This module reads; the statements are built in `statement.py`, lines are written by `log.py`.
 """
@@ -20,6 +20,7 @@ This module reads; the statements are built in `statement.py`, lines are written
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from pox_executor.provenance.statement import (
 )
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_LINE_BYTES",
     "JobRecord",
     "LogEntry",
@@ -70,10 +72,35 @@ def session_task_id(run_id: str, session: int) -> str:
     return f"{run_id}/session/{session}"
 
 
+MAX_JSON_DEPTH = 200
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth_exceeds(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text nests arrays/objects deeper than `limit` (strings are skipped).
+
+    Checked before parsing: CPython's parser can exhaust the C stack on deep nesting.
+    """
+    brackets = _JSON_STRING.sub(b'""', data).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in (0x5B, 0x7B) else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def load_json(data: bytes | str, *, where: str) -> Any:
-    """json.loads that turns every failure (syntax, bad UTF-8, nesting) into VerificationError."""
+    """json.loads that turns every failure (syntax, bad UTF-8, nesting deeper than
+    MAX_JSON_DEPTH) into VerificationError naming `where`."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if json_depth_exceeds(raw):
+        raise VerificationError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(data)
+        return json.loads(raw)
     except RecursionError:
         raise VerificationError(f"{where}: JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError

@@ -135,11 +135,16 @@ def test_kill_and_resume(tmp_path: Path, moment: str) -> None:
     bundle = only_bundle(workdir)
     prefix = complete_lines(bundle)
     assert 1 <= len(prefix) < JOBS
-    interrupted = pox("verify", "--allow-simulated", "--no-files", cwd=workdir)
+    strict = pox("verify", "--allow-simulated", "--no-files", cwd=workdir)
+    assert strict.returncode == 1, "an interrupted run is never OK without --allow-incomplete"
+    assert "INCOMPLETE" in strict.stderr or "incomplete" in strict.stderr
+    interrupted = pox(
+        "verify", "--allow-simulated", "--allow-incomplete", "--no-files", cwd=workdir
+    )
     assert interrupted.returncode == 0, interrupted.stdout + interrupted.stderr
     with open(bundle / ATTESTATIONS, "ab") as handle:
         handle.write(b'{"payloadType":"appl')  # as if the kill had torn an append
-    torn = pox("verify", "--allow-simulated", "--no-files", cwd=workdir)
+    torn = pox("verify", "--allow-simulated", "--allow-incomplete", "--no-files", cwd=workdir)
     assert torn.returncode == 0, torn.stdout + torn.stderr
     assert "bytes after the last complete line (a write interrupted by a crash)" in torn.stdout
     assert run_json(bundle)["status"] == "running"
@@ -184,7 +189,8 @@ def test_a_run_killed_before_its_first_session_verifies_empty_and_resumes(tmp_pa
     # what a kill right after the bundle was created leaves: run.json, no session, no log
     bundle = RunBundle.create(tmp_path, {"snakefile": str((tmp_path / "Snakefile").resolve())})
 
-    empty = pox("verify", "--allow-simulated", cwd=tmp_path)
+    assert pox("verify", "--allow-simulated", cwd=tmp_path).returncode == 1  # nothing is signed
+    empty = pox("verify", "--allow-simulated", "--allow-incomplete", cwd=tmp_path)
     assert empty.returncode == 0, empty.stdout + empty.stderr
     assert "interrupted before its first session began" in empty.stdout
 
