@@ -305,7 +305,7 @@ def list_runs(workdir: Path) -> list[RunBundle]:
 def resolve_run(run: str | None, workdir: Path | None = None) -> RunBundle:
     """RUN may be a run id, a prefix of one, or a bundle directory; default: the latest run."""
     workdir = workdir or Path.cwd()
-    if run is not None and (Path(run) / RUN_FILE).is_file():
+    if run is not None and os.path.lexists(Path(run) / RUN_FILE):
         return RunBundle.load(Path(run))
     runs = list_runs(workdir)
     if not runs:
