@@ -87,7 +87,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_verify_proof)
 
 
-def _print_report(report: Report, *, as_json: bool, allow_simulated: bool) -> int:
+def print_report(report: Report, *, as_json: bool, allow_simulated: bool) -> int:
     if as_json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
         return 0 if report.ok else 1
@@ -132,7 +132,7 @@ def _verify(args: argparse.Namespace) -> int:
         from pox_executor.audit.chain_check import check_chain
 
         check_chain(bundle, report, chain=args.chain)
-    return _print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
+    return print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
 
 
 def _prove(args: argparse.Namespace) -> int:
@@ -163,4 +163,4 @@ def _verify_proof(args: argparse.Namespace) -> int:
     report = verify_file_proof(
         text, file=args.file, allow_simulated=args.allow_simulated, policy=policy
     )
-    return _print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
+    return print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
