@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR := workflows/variant-calling
 DEMO_CORES ?= 2
+# Node and npm installed by scripts/install-node.sh when the system's are too old (Debian 12: 18).
+export PATH := $(CURDIR)/.tools/node/node_modules/.bin:$(PATH)
 
 .PHONY: setup system-packages venv contracts-toolchain docker demo test lint typecheck \
         test-contracts test-python bench contracts clean
@@ -25,6 +27,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 contracts-toolchain:
+	@bash scripts/install-node.sh
 	@bash contracts/scripts/setup.sh
 
 docker:
@@ -63,4 +66,4 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache
