@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR := workflows/variant-calling
 DEMO_CORES ?= 2
+# Node and npm installed by scripts/install-node.sh when the system's are too old (Debian 12: 18).
+export PATH := $(CURDIR)/.tools/node/node_modules/.bin:$(PATH)
 
 .PHONY: setup system-packages venv contracts-toolchain docker demo test lint typecheck \
-        test-contracts test-python bench contracts clean
+        test-contracts test-python test-package bench contracts clean
 
 setup: system-packages venv contracts-toolchain docker
 
@@ -19,12 +21,15 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	@# The distribution was called pox-executor before it took the plugin catalog's name.
+	@$(BIN)/python -m pip uninstall -q -y pox-executor 2>/dev/null || true
 	$(BIN)/python -m pip install -q -e ".[dev,chain,attest]"
 	@touch $@
 
 venv: $(VENV)/.installed
 
 contracts-toolchain:
+	@bash scripts/install-node.sh
 	@bash contracts/scripts/setup.sh
 
 docker:
@@ -54,7 +59,12 @@ test-contracts:
 test-python:
 	$(BIN)/python -m pytest -q -ra
 
-test: setup lint typecheck test-contracts test-python
+# What users install is what is tested: build the sdist and wheel, install the wheel into a clean
+# virtualenv and run a workflow with --executor pox from there (scripts/test-package.sh).
+test-package: setup
+	@bash scripts/test-package.sh $(PYTHON)
+
+test: setup lint typecheck test-contracts test-python test-package
 
 contracts: setup
 	$(BIN)/python contracts/scripts/export-artifacts.py
@@ -63,4 +73,4 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools build contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Shared by the Docker integration suites: a running engine and the four enclave images.
 
 `require_docker()` starts the engine through `scripts/start-dockerd.sh`; where that is impossible
-the test is skipped on a developer machine and FAILS in CI (CI=true), never silently skipped.
+the test is skipped on a developer machine and FAILS in CI (`ci_mode.in_ci()`), never skipped.
 `images()` builds the images once per session through `enclave.images.build_image`, whose cache
 (POX_IMAGE_CACHE, default /var/cache/pox-images) keeps builds across sessions while the recipe
 and the Debian archive state are unchanged.
@@ -15,7 +15,7 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-import pytest
+from ci_mode import missing_tool
 
 from pox_executor.enclave.images import ImageInfo, build_image, recipe_names
 
@@ -23,9 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI requires a real Docker engine and image builds: {reason}")
-    pytest.skip(reason)
+    missing_tool(f"a real Docker engine and image builds are needed: {reason}")
 
 
 @cache

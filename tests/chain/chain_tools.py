@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-import pytest
+from ci_mode import missing_tool
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
 
@@ -15,10 +14,7 @@ def require_tool(found: bool, name: str) -> None:
     """Skip locally, fail in CI, when a toolchain binary is missing."""
     if found:
         return
-    message = f"{name} not installed: run `bash contracts/scripts/setup.sh`"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_tool(f"{name} not installed: run `bash contracts/scripts/setup.sh`")
 
 
 def forge_path() -> str | None:

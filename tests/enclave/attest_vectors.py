@@ -1,6 +1,7 @@
-"""Shared helpers for the attestation tests: the real hardware evidence in ../shared/testvectors.
+"""Shared helpers for the attestation tests: the real hardware evidence in `vectors/`.
 
-The vectors are required: a missing file fails the tests (they never skip).
+The vectors live in the repository (`vectors/README.md` says where each came from) and are
+required: a missing file fails the tests (they never skip).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from typing import Any
 
 from pox_executor.enclave.evidence import Evidence
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "testvectors"
-if not VECTORS.is_dir():  # the shared folder sits next to the repository checkout
-    VECTORS = Path("/work/shared/testvectors")
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
-# Times inside each collateral window (see testvectors/README.md) and after it.
+# Times inside each collateral window (see vectors/README.md) and after it.
 SGX_AT = datetime(2025, 7, 1, tzinfo=UTC)
 TDX_AT = datetime(2025, 7, 1, tzinfo=UTC)
 SNP_AT = datetime(2025, 7, 1, tzinfo=UTC)

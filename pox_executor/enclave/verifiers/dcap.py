@@ -53,7 +53,7 @@ def import_dcap_qvl() -> Any:
     except ImportError as exc:
         raise EvidenceError(
             "verifying Intel DCAP evidence needs the dcap-qvl package",
-            hint="pip install 'pox-executor[attest]' (dcap-qvl 0.7)",
+            hint="pip install 'snakemake-executor-plugin-pox[attest]' (dcap-qvl 0.7)",
         ) from exc
     return dcap_qvl
 
