@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import rfc8785
@@ -263,6 +263,7 @@ class DockerRuntime:
             try:
                 image = self.resolve(self._image_ref(spec))
                 self._current.image = image
+                _own_output_parents(spec, sandbox, self._uid)
                 _mount_overlay(spec.workdir, sandbox, merged)
                 mounted = True
                 self._hand_over(merged)
@@ -423,6 +424,29 @@ def _container_name(invocation_id: str) -> str:
 
 def _kill_container(name: str) -> None:
     subprocess.run(["docker", "kill", name], capture_output=True, timeout=60, check=False)
+
+
+def _own_output_parents(spec: JobSpec, sandbox: Sandbox, uid: int) -> None:
+    """Give the job user, in the stage, every directory on the way to each declared output.
+
+    Created before the overlay is mounted, these upper-layer directories take precedence over
+    the real ones: the job can write its outputs even where the directory was created by the
+    user beforehand or is committed by a concurrent job while this one runs (a lower-layer
+    directory appearing after the mount is owned by root and escapes the hand-over).
+    """
+    for out in spec.outputs:
+        rel = PurePosixPath(out.path)
+        if rel.is_absolute() or ".." in rel.parts:
+            continue  # outside the working directory: not this overlay's business
+        here = PurePosixPath()
+        for part in rel.parent.parts:
+            here /= part
+            real = spec.workdir / here
+            if os.path.lexists(real) and (real.is_symlink() or not real.is_dir()):
+                break  # never hide a file or a symlink of the real directory
+            staged = sandbox.upper / here
+            staged.mkdir(mode=0o755, exist_ok=True)
+            os.lchown(staged, uid, uid)
 
 
 def _mount_overlay(workdir: Path, sandbox: Sandbox, merged: Path) -> None:

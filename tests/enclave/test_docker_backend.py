@@ -7,7 +7,11 @@ says it measured. Unit tests at the end need no engine.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from pox_executor.enclave.evidence import REPORT_DATA_SIZE, parse_sim_report
 from pox_executor.enclave.images import JOB_UID
 from pox_executor.enclave.runtime import JobSpec, OutputSpec, RunOutcome
 from pox_executor.errors import EnclaveError
+from pox_executor.provenance.statement import ParsedJob, parse_statement
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +234,105 @@ def test_prepare_needs_an_engine(workdir: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(EnclaveError, match="running Docker engine"):
         DockerRuntime().prepare(workdir)
+
+
+@pytest.mark.integration
+def test_a_job_writes_into_an_output_directory_another_job_commits_while_it_runs(
+    runtime: DockerRuntime, workdir: Path
+) -> None:
+    """`out/` appears in the real directory (root-owned) after the slow job's overlay is mounted."""
+    slow: list[RunOutcome] = []
+    thread = threading.Thread(
+        target=lambda: slow.append(
+            _run(runtime, workdir, "sleep 4; mkdir -p out; echo b > out/b.txt", ("out/b.txt",))[0]
+        )
+    )
+    thread.start()
+    # the slow job's container starts within a second (its log header is written just before)
+    log = workdir / ".pox" / "logs" / "job.log"
+    for _ in range(100):
+        if log.exists() and log.read_text().startswith("PoX docker backend"):
+            break
+        threading.Event().wait(0.1)
+    fast = DockerRuntime()
+    fast.prepare(workdir)
+    spec = JobSpec(
+        invocation_id="fast",
+        command="mkdir -p out && echo a > out/a.txt",
+        workdir=workdir,
+        outputs=(OutputSpec("out/a.txt"),),
+        log_path=workdir / ".pox" / "logs" / "fast.log",
+        container="pox/python",
+    )
+    assert fast.run(spec, threading.Event()).exit_code == 0, spec.log_path.read_text()
+    assert (workdir / "out").stat().st_uid == workdir.stat().st_uid
+    thread.join()
+    assert slow[0].exit_code == 0, log.read_text()
+    assert (workdir / "out" / "a.txt").read_text() == "a\n"
+    assert (workdir / "out" / "b.txt").read_text() == "b\n"
+
+
+WILDCARD_SNAKEFILE = """
+container: "pox/python"
+
+rule all:
+    input: expand("out/{i}.txt", i=range(6))
+
+rule make:
+    output: "out/{i}.txt"
+    shell: "echo job {wildcards.i} > {output}"
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("user_made_out", [False, True], ids=["fresh", "user-made-out"])
+def test_concurrent_wildcard_jobs_share_one_output_directory_through_snakemake(
+    tmp_path: Path, python_image: str, user_made_out: bool
+) -> None:
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(WILDCARD_SNAKEFILE)
+    if user_made_out:
+        (workdir / "out").mkdir(mode=0o755)
+        os.chown(workdir / "out", 1000, 1000)  # someone else's directory, not the job user's
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "snakemake"),
+            "--executor",
+            "pox",
+            "--pox-backend",
+            "docker",
+            "--pox-chain",
+            "none",
+            "--cores",
+            "3",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    for i in range(6):
+        assert (workdir / "out" / f"{i}.txt").read_text() == f"job {i}\n"
+    made = [job for job in _jobs(workdir) if job.rule == "make"]
+    assert len(made) == 6
+    for job in made:
+        # the attempt's own image identity: builder id, environment entry, binding, evidence
+        assert job.builder_id.endswith(f"@sha256:{python_image}")
+        (image,) = [d for d in job.dependencies if d.name == "pox:environment/image"]
+        assert image.sha256 == python_image
+        assert job.binding.image_digest == f"sha256:{python_image}"
+        assert parse_sim_report(job.evidence).measurement == python_image
+
+
+def _jobs(workdir: Path) -> list[ParsedJob]:
+    (bundle,) = list((workdir / ".pox" / "runs").iterdir())
+    lines = (bundle / "attestations.intoto.jsonl").read_bytes().splitlines()
+    return [
+        parse_statement(base64.b64decode(json.loads(line)["payload"]), where=f"line {i}")
+        for i, line in enumerate(lines, 1)
+    ]
 
 
 # -- units: no engine ---------------------------------------------------------------------------
