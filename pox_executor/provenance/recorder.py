@@ -249,16 +249,19 @@ class RunRecorder:
         log_name = job_log.relative_to(self.workdir).as_posix()
         if not subjects:
             subjects = [Resource(name=log_name, sha256=sha256_bytes(log_bytes))]
-        dependencies = self._dependencies(facts, input_digests)
+        # The identity of what ran this attempt; None fields fall back to the runtime-wide one.
+        image_digest = outcome.image_digest or self.runtime.image_digest()
+        builder_id = outcome.builder_id or self.runtime.builder_id()
+        dependencies = self._dependencies(facts, input_digests, image_digest)
         task_id = "0x" + sha256_bytes(f"{self.run_id}/{facts.jobid}/{facts.attempt}".encode())
         binding = Binding(
             nonce=secrets.token_hex(32),
             public_keys=(self.key.public_key.hex(),),
             task_id=task_id,
-            image_digest=self.runtime.image_digest(),
+            image_digest=image_digest,
             enclave_challenge=self.enclave_challenge,
         )
-        evidence = self.runtime.evidence(binding.report_data())
+        evidence = self.runtime.evidence(binding.report_data(), measurement=outcome.measurement)
         job = JobRun(
             run_id=self.run_id,
             jobid=facts.jobid,
@@ -274,7 +277,7 @@ class RunRecorder:
             threads=facts.threads,
             resources=facts.resources,
             backend=self.runtime.name,
-            builder_id=self.runtime.builder_id(),
+            builder_id=builder_id,
             isolated=outcome.isolated,
             isolation=outcome.isolation,
             discarded_writes=outcome.discarded_writes,
@@ -296,7 +299,9 @@ class RunRecorder:
                     self.producers[d.path] = Producer(self.run_id, digest, d.sha256)
         return digest
 
-    def _dependencies(self, facts: JobFacts, inputs: Sequence[FileDigest]) -> list[Resource]:
+    def _dependencies(
+        self, facts: JobFacts, inputs: Sequence[FileDigest], image_digest: str
+    ) -> list[Resource]:
         deps: list[Resource] = []
         parents: dict[str, Producer] = {}
         with self._lock:
@@ -338,7 +343,7 @@ class RunRecorder:
             deps.append(
                 Resource(name=src.path, sha256=src.sha256, annotations={"pox.kind": KIND_SOURCE})
             )
-        deps.extend(self._environment(facts))
+        deps.extend(self._environment(facts, image_digest))
         return deps
 
     def _code(self, facts: JobFacts) -> list[Resource]:
@@ -373,11 +378,11 @@ class RunRecorder:
                 )
         return code
 
-    def _environment(self, facts: JobFacts) -> list[Resource]:
+    def _environment(self, facts: JobFacts, image_digest: str) -> list[Resource]:
         env = [
             Resource(
                 name="pox:environment/image",
-                sha256=self.runtime.image_digest().removeprefix("sha256:"),
+                sha256=image_digest.removeprefix("sha256:"),
                 annotations={"pox.kind": KIND_ENVIRONMENT, "backend": self.runtime.name},
             )
         ]
