@@ -4,57 +4,69 @@ A rule picks its image with Snakemake's `container:` directive (`pox/python`, or
 `docker://pox/python`; any image the local engine holds, never pulled); rules without one use
 `--pox-default-image`. The whole job, i.e. its own `python3 -m snakemake --target-jobs ...`
 command, runs inside the image: read-only root filesystem, private /tmp, no network unless the rule
-asks, all capabilities dropped, no-new-privileges, numeric non-root user, `--cpus` from threads,
-`--memory` from `mem_mb`, a pids limit. The container runs the image by id, so what ran is what
-was measured.
+asks, all capabilities dropped, no-new-privileges, numeric non-root user, CPUs from threads,
+memory from `mem_mb`, a pids limit. The container runs the image by id, so what ran is what
+was measured. Every engine call goes through `enclave.engine` (the Docker Engine API, honouring
+`DOCKER_HOST`); the job's output is copied from the engine into the job log while it runs.
 
 Working directory semantics are the `sim` backend's: the host mounts a private overlay of the
 working directory (lower: the real directory, read-only; upper: a per-job stage) and bind-mounts it
 at the same path. Directories in the overlay are handed to the job user (a metadata-only copy-up
-in the stage), existing files keep their owners, so the job can create files but cannot modify
+in the stage), and so are, created in the stage before the mount, the directories on the way to
+each declared output (so one committed meanwhile by a concurrent job, owned by root, cannot shut
+the job out); existing files keep their owners, so the job can create files but cannot modify
 inputs or sources. After the job only its declared outputs, logs and benchmarks are moved into the
 real directory (`isolation.commit_outputs`); every other write or deletion is discarded and
 reported. `.pox/` is hidden from the job.
 
-Identity: the image's measurement (SHA-256 of its root filesystem tar, see `enclave.images`) is
-`measurement()`, `image_digest()` and `builder_id()` for the job, and the measurement inside the
-evidence. Evidence is an honest `sim-report` (this backend has no TEE); outside a job (the session
-record) the identity is the backend's own: engine version plus the default image.
+Identity: each attempt's `RunOutcome` carries the image it ran in (`image_digest`, `measurement`
+= SHA-256 of the image's root filesystem tar, see `enclave.engine.measurement_of`, and
+`builder_id`); the recorder puts them in the statement and asks `evidence(...,
+measurement=...)` for them. Evidence is an honest `sim-report` (this backend has no TEE). The
+runtime-wide identity (`measurement()`, `image_digest()`, `builder_id()`, used for the session
+record) is the backend's own: engine version plus the default image.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import logging
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pox_executor.enclave import engine
+from pox_executor.enclave.engine import JOB_UID, BindMount, ContainerConfig
 from pox_executor.enclave.evidence import Evidence
-from pox_executor.enclave.images import JOB_UID, inspect_image, measurement_of
 from pox_executor.enclave.isolation import Sandbox, commit_outputs, create_sandbox
+from pox_executor.enclave.jobprocess import (
+    RunningJobs,
+    measurement_of_document,
+    stage_root_for,
+    summarize_discarded,
+    wait_cancellable,
+)
 from pox_executor.enclave.producers.sim import SimProducer
-from pox_executor.enclave.runtime import JobSpec, RunOutcome, wait_cancellable
+from pox_executor.enclave.runtime import JobSpec, RunOutcome
 from pox_executor.errors import EnclaveError
 from pox_executor.primitives import utc_now
 
 log = logging.getLogger(__name__)
 
-_NOISE_PREFIXES = (".snakemake/",)
 _NOT_HANDED_OVER = (".pox", ".git")
 _SNAKEMAKE_SKIP = ("conda", "singularity", "apptainer", "storage")
 _OVERLAY_FORBIDDEN = (",", ":", "\\", "\n")
+_WAIT_POLL_S = 1.0  # a wait returns as soon as the container stops; this only bounds cancellation
+_LOG_DRAIN_S = 60.0
 BUILDER_PREFIX = "https://pox.dev/backends/docker"
 CONTAINER_SOURCE_CACHE = "/tmp/pox-source-cache"
 _SOURCE_CACHE_ARG = re.compile(r"--runtime-source-cache-path\s+('[^']*'|\S+)")
@@ -72,6 +84,10 @@ class ImageIdentity:
     def digest(self) -> str:
         return f"sha256:{self.measurement}"
 
+    @property
+    def builder_id(self) -> str:
+        return f"{BUILDER_PREFIX}@sha256:{self.measurement}"
+
 
 def image_reference(container: str) -> str:
     """The engine reference for a rule's `container:` value (`docker://` is optional)."""
@@ -85,23 +101,6 @@ def image_reference(container: str) -> str:
             " or `docker://<image>` for an image the local engine holds",
         )
     return ref
-
-
-def engine_version() -> str | None:
-    """The Docker engine's server version, or None when no engine answers."""
-    exe = shutil.which("docker")
-    if exe is None:
-        return None
-    try:
-        result = subprocess.run(
-            [exe, "version", "--format", "{{.Server.Version}}"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
 
 
 def container_command(command: str) -> str:
@@ -128,7 +127,7 @@ def _option_value(command: str, option: str) -> str | None:
 
 
 class DockerRuntime:
-    """One container per job through the docker CLI; see the module docstring."""
+    """One container per job through the Docker Engine API; see the module docstring."""
 
     name = "docker"
 
@@ -148,8 +147,7 @@ class DockerRuntime:
         self._images: dict[str, ImageIdentity] = {}
         self._producers: dict[str, SimProducer] = {}
         self._lock = threading.Lock()
-        self._current = threading.local()
-        self._containers: dict[str, str] = {}
+        self._jobs = RunningJobs()
         self._engine: str | None = None
         self._default: ImageIdentity | None = None
 
@@ -157,18 +155,18 @@ class DockerRuntime:
 
     def prepare(self, workdir: Path) -> None:
         self._workdir = workdir
-        if self._stage_root is None:
-            self._stage_root = workdir / ".pox" / "stage"
+        self._stage_root = stage_root_for(workdir, self._stage_root)
         if any(ch in str(workdir) or ch in str(self._stage_root) for ch in _OVERLAY_FORBIDDEN):
             raise EnclaveError(
                 f"path {workdir} contains a character overlayfs options cannot carry"
             )
-        self._engine = engine_version()
+        self._engine = engine.engine_version()
         if self._engine is None:
             raise EnclaveError(
-                "the docker backend needs a running Docker engine and none answers",
-                hint="start it with `bash scripts/start-dockerd.sh` (root), or choose "
-                "--pox-backend sim",
+                "the docker backend needs a running Docker engine and none answers at "
+                f"{os.environ.get('DOCKER_HOST') or 'the default socket'}",
+                hint="start it with `bash scripts/start-dockerd.sh` (root), set DOCKER_HOST, or "
+                "choose --pox-backend sim",
             )
         if os.geteuid() != 0:
             raise EnclaveError(
@@ -185,34 +183,32 @@ class DockerRuntime:
             known = self._images.get(ref)
         if known is not None:
             return known
-        inspected = inspect_image(ref)
+        inspected = engine.inspect_image(ref)
         if inspected is None:
             name = ref.split("/", 1)[-1].split(":", 1)[0]
             raise EnclaveError(
                 f"image {ref!r} is not in the local Docker engine (PoX never pulls images)",
                 hint=f"build it with `pox images build {name}` or load it with `docker load`",
             )
-        identity = ImageIdentity(ref, str(inspected["Id"]), measurement_of(inspected))
+        identity = ImageIdentity(ref, str(inspected["Id"]), engine.measurement_of(inspected))
         with self._lock:
             self._images[ref] = identity
         return identity
 
-    # -- identity ----------------------------------------------------------------------------
+    # -- identity: runtime-wide (the session record); each job's is in its RunOutcome ---------
 
     @property
     def isolated(self) -> bool:
         return True
 
-    def _job_image(self) -> ImageIdentity | None:
-        image: ImageIdentity | None = getattr(self._current, "image", None)
-        return image
-
     def describe_isolation(self) -> str:
-        image = self._job_image() or self._default
+        return self._describe(self._default)
+
+    def _describe(self, image: ImageIdentity | None) -> str:
         where = (
             f"image {image.ref} (measurement {image.measurement[:16]}...)"
             if image
-            else ("image per rule")
+            else "image per rule"
         )
         return (
             f"docker {self._engine or '?'}: one container per job, {where}, read-only root, "
@@ -220,17 +216,13 @@ class DockerRuntime:
             "rule asks, private overlay of the working directory"
         )
 
-    def _session_measurement(self) -> str:
+    def measurement(self) -> str:
         document = {
             "backend": self.name,
             "engine": self._engine,
             "default_image": self._default.measurement if self._default else None,
         }
-        return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
-
-    def measurement(self) -> str:
-        image = self._job_image()
-        return image.measurement if image else self._session_measurement()
+        return measurement_of_document(document)
 
     def image_digest(self) -> str:
         return f"sha256:{self.measurement()}"
@@ -238,8 +230,8 @@ class DockerRuntime:
     def builder_id(self) -> str:
         return f"{BUILDER_PREFIX}@sha256:{self.measurement()}"
 
-    def evidence(self, report_data: bytes) -> Evidence:
-        measurement = self.measurement()
+    def evidence(self, report_data: bytes, *, measurement: str | None = None) -> Evidence:
+        measurement = measurement or self.measurement()
         with self._lock:
             producer = self._producers.get(measurement)
             if producer is None:
@@ -250,7 +242,6 @@ class DockerRuntime:
     # -- running -----------------------------------------------------------------------------
 
     def run(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome:
-        self._current.image = None
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         assert self._stage_root is not None
         sandbox = create_sandbox(self._stage_root / spec.invocation_id)
@@ -258,21 +249,22 @@ class DockerRuntime:
         merged.mkdir()
         started = utc_now()
         code = 125
+        image: ImageIdentity | None = None
         mounted = False
         with open(spec.log_path, "ab") as log_file:
             try:
                 image = self.resolve(self._image_ref(spec))
-                self._current.image = image
+                _own_output_parents(spec, sandbox, self._uid)
                 _mount_overlay(spec.workdir, sandbox, merged)
                 mounted = True
                 self._hand_over(merged)
-                argv = self._docker_argv(spec, image, merged)
+                config = self._container_config(spec, image, merged)
                 log_file.write(
                     f"PoX docker backend: image {image.ref} ({image.image_id}, measurement "
-                    f"{image.measurement}); container command: {argv[-1]}\n".encode()
+                    f"{image.measurement}); container command: {config.command[-1]}\n".encode()
                 )
                 log_file.flush()
-                code = self._run_container(argv, spec, log_file, cancelled)
+                code = self._run_container(config, spec.invocation_id, log_file, cancelled)
             except EnclaveError as exc:
                 log_file.write(f"PoX docker backend: {exc.diagnostics()}\n".encode())
                 code = 125
@@ -284,17 +276,16 @@ class DockerRuntime:
             merged.rmdir()
         discarded = commit_outputs(sandbox, spec.workdir, spec.outputs)
         _restore_owner(spec)
-        noise = [d for d in discarded if d.split(" ", 1)[1].startswith(_NOISE_PREFIXES)]
-        kept = [d for d in discarded if d not in noise]
-        if noise:
-            kept.append(f"{len(noise)} writes under .snakemake/ (Snakemake's own scratch)")
         return RunOutcome(
             exit_code=code,
             started_on=started,
             finished_on=finished,
             isolated=True,
-            isolation=self.describe_isolation(),
-            discarded_writes=tuple(kept),
+            isolation=self._describe(image or self._default),
+            discarded_writes=summarize_discarded(discarded),
+            image_digest=image.digest if image else None,
+            measurement=image.measurement if image else None,
+            builder_id=image.builder_id if image else None,
         )
 
     def _image_ref(self, spec: JobSpec) -> str:
@@ -321,56 +312,39 @@ class DockerRuntime:
                 dirs[:] = [d for d in dirs if d not in _NOT_HANDED_OVER]
             if rel == Path(".snakemake"):
                 dirs[:] = [d for d in dirs if d not in _SNAKEMAKE_SKIP]
-            os.lchown(here, uid, uid)
+            paths = [here]
             if rel.parts[:1] == (".snakemake",):
-                for name in files:
-                    os.lchown(here / name, uid, uid)
+                paths += [here / name for name in files]
+            for path in paths:
+                # Snakemake (on the host) adds and removes its markers under .snakemake/ meanwhile
+                with contextlib.suppress(FileNotFoundError):
+                    os.lchown(path, uid, uid)
 
-    def _docker_argv(self, spec: JobSpec, image: ImageIdentity, merged: Path) -> list[str]:
+    def _container_config(
+        self, spec: JobSpec, image: ImageIdentity, merged: Path
+    ) -> ContainerConfig:
         wd = str(spec.workdir)
         cpus = max(1, min(spec.threads, os.cpu_count() or 1))
-        argv = [
-            "docker",
-            "run",
-            "--rm",
-            "--name",
-            _container_name(spec.invocation_id),
-            "--label",
-            f"org.pox.invocation={spec.invocation_id}",
-            "--pull",
-            "never",
-            "--network",
-            "bridge" if spec.network else "none",
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--user",
-            f"{self._uid}:{self._uid}",
-            "--read-only",
-            "--tmpfs",
-            "/tmp:rw,exec,nosuid,nodev,mode=1777",
-            "--cpus",
-            str(cpus),
-            "--pids-limit",
-            str(self._pids_limit),
-            "--mount",
-            f"type=bind,source={merged},target={wd}",
-            "--tmpfs",
-            f"{wd}/.pox:ro,nosuid,nodev,mode=0555",
-            "--workdir",
-            wd,
-            "--env",
-            "HOME=/tmp",
-        ]
-        if spec.mem_mb:
-            argv += ["--memory", f"{max(int(spec.mem_mb), 16)}m"]
-        for extra in self._read_only_extras(spec):
-            argv += ["--mount", f"type=bind,source={extra},target={extra},readonly"]
-        for key, value in sorted(spec.env.items()):
-            argv += ["--env", f"{key}={value}"]
-        argv += [image.image_id, "sh", "-c", container_command(spec.command)]
-        return argv
+        mounts = [BindMount(source=str(merged), target=wd)]
+        mounts += [BindMount(e, e, read_only=True) for e in self._read_only_extras(spec)]
+        return ContainerConfig(
+            name=_container_name(spec.invocation_id),
+            image=image.image_id,
+            command=("sh", "-c", container_command(spec.command)),
+            user=f"{self._uid}:{self._uid}",
+            working_dir=wd,
+            env={"HOME": "/tmp", **spec.env},
+            labels={"org.pox.invocation": spec.invocation_id},
+            network=spec.network,
+            mounts=tuple(mounts),
+            tmpfs={
+                "/tmp": "rw,exec,nosuid,nodev,mode=1777",
+                f"{wd}/.pox": "ro,nosuid,nodev,mode=0555",
+            },
+            nano_cpus=cpus * 10**9,
+            memory_bytes=max(int(spec.mem_mb), 16) * 1024 * 1024 if spec.mem_mb else None,
+            pids_limit=self._pids_limit,
+        )
 
     def _read_only_extras(self, spec: JobSpec) -> list[str]:
         """Host paths the job's command names outside the working directory (read-only)."""
@@ -389,40 +363,77 @@ class DockerRuntime:
         return sorted(set(extras))
 
     def _run_container(
-        self, argv: list[str], spec: JobSpec, log_file: BinaryIO, cancelled: threading.Event
+        self,
+        config: ContainerConfig,
+        invocation_id: str,
+        log_file: BinaryIO,
+        cancelled: threading.Event,
     ) -> int:
-        name = _container_name(spec.invocation_id)
+        """Create, start and wait for the job's container; its output goes to `log_file`."""
+        name = config.name
+        engine.create_container(config)
         try:
-            process = subprocess.Popen(
-                argv,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise EnclaveError(f"could not start docker for {spec.invocation_id}: {exc}") from exc
-        with self._lock:
-            self._containers[spec.invocation_id] = name
-        try:
-            return wait_cancellable(process, cancelled, lambda: _kill_container(name))
+            stop = functools.partial(_stop_container, name)
+            with self._jobs.running(invocation_id, stop):
+                engine.start_container(name)
+                copier = threading.Thread(
+                    target=_copy_output, args=(name, log_file), name=f"logs-{name}", daemon=True
+                )
+                copier.start()
+                code = wait_cancellable(
+                    lambda timeout_s: engine.wait_container(name, timeout_s),
+                    cancelled,
+                    stop,
+                    poll_s=_WAIT_POLL_S,
+                )
+                copier.join(timeout=_LOG_DRAIN_S)
+            return code
         finally:
-            with self._lock:
-                self._containers.pop(spec.invocation_id, None)
+            engine.remove_container(name)
 
     def cancel_all(self) -> None:
-        with self._lock:
-            names = list(self._containers.values())
-        for name in names:
-            _kill_container(name)
+        self._jobs.stop_all()
 
 
 def _container_name(invocation_id: str) -> str:
     return f"pox-job-{invocation_id}"
 
 
-def _kill_container(name: str) -> None:
-    subprocess.run(["docker", "kill", name], capture_output=True, timeout=60, check=False)
+def _stop_container(name: str) -> None:
+    try:
+        engine.kill_container(name)
+    except EnclaveError as exc:
+        log.warning("PoX: could not stop container %s: %s", name, exc)
+
+
+def _copy_output(name: str, log_file: BinaryIO) -> None:
+    try:
+        engine.copy_logs(name, log_file)
+    except EnclaveError as exc:
+        log_file.write(f"PoX docker backend: {exc}\n".encode())
+
+
+def _own_output_parents(spec: JobSpec, sandbox: Sandbox, uid: int) -> None:
+    """Give the job user, in the stage, every directory on the way to each declared output.
+
+    Created before the overlay is mounted, these upper-layer directories take precedence over
+    the real ones: the job can write its outputs even where the directory was created by the
+    user beforehand or is committed by a concurrent job while this one runs (a lower-layer
+    directory appearing after the mount is owned by root and escapes the hand-over).
+    """
+    for out in spec.outputs:
+        rel = PurePosixPath(out.path)
+        if rel.is_absolute() or ".." in rel.parts:
+            continue  # outside the working directory: not this overlay's business
+        here = PurePosixPath()
+        for part in rel.parent.parts:
+            here /= part
+            real = spec.workdir / here
+            if os.path.lexists(real) and (real.is_symlink() or not real.is_dir()):
+                break  # never hide a file or a symlink of the real directory
+            staged = sandbox.upper / here
+            staged.mkdir(mode=0o755, exist_ok=True)
+            os.lchown(staged, uid, uid)
 
 
 def _mount_overlay(workdir: Path, sandbox: Sandbox, merged: Path) -> None:

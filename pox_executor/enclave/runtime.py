@@ -7,9 +7,8 @@ data. Backends own isolation and evidence; they never build statements or touch 
 
 from __future__ import annotations
 
-import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -89,7 +88,14 @@ class EnclaveRuntime(Protocol):
 
     def run(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome: ...
 
-    def evidence(self, report_data: bytes) -> Evidence: ...
+    def evidence(self, report_data: bytes, *, measurement: str | None = None) -> Evidence:
+        """TEE evidence over 64 bytes of report data, for the identity that ran.
+
+        `measurement` is an attempt's `RunOutcome.measurement` (what that job ran in); None means
+        the runtime-wide identity, `measurement()`. A hardware backend cannot choose what it
+        measured: it must refuse a measurement that is not its own.
+        """
+        ...
 
     def builder_id(self) -> str:
         """SLSA `builder.id`: backend plus measurement."""
@@ -98,17 +104,3 @@ class EnclaveRuntime(Protocol):
     def cancel_all(self) -> None:
         """Stop every job this runtime is running (Snakemake cancelled the workflow)."""
         ...
-
-
-def wait_cancellable(
-    process: subprocess.Popen[bytes], cancelled: threading.Event, on_cancel: Callable[[], None]
-) -> int:
-    """Wait for a job's process; the first time `cancelled` is set, call `on_cancel` (kill it)."""
-    called = False
-    while True:
-        try:
-            return process.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            if cancelled.is_set() and not called:
-                called = True
-                on_cancel()

@@ -8,14 +8,12 @@ the job ran without isolation.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
-import signal
 import subprocess
 import threading
 from pathlib import Path
 
-import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pox_executor.enclave.environment import host_environment
@@ -27,11 +25,17 @@ from pox_executor.enclave.isolation import (
     interpreter_paths,
     sandbox_argv,
 )
-from pox_executor.enclave.runtime import JobSpec, RunOutcome, wait_cancellable
-from pox_executor.errors import EnclaveError
+from pox_executor.enclave.jobprocess import (
+    RunningJobs,
+    kill_process_group,
+    measurement_of_document,
+    stage_root_for,
+    start_process,
+    summarize_discarded,
+    wait_process,
+)
+from pox_executor.enclave.runtime import JobSpec, RunOutcome
 from pox_executor.primitives import utc_now
-
-_NOISE_PREFIXES = (".snakemake/",)
 
 
 class SimRuntime:
@@ -45,15 +49,13 @@ class SimRuntime:
         self._why_not = "isolation disabled by setting"
         self._platform_key = Ed25519PrivateKey.generate()
         self._stage_root = stage_root
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._lock = threading.Lock()
+        self._jobs = RunningJobs()
 
     # -- preparation -------------------------------------------------------------------------
 
     def prepare(self, workdir: Path) -> None:
         self._workdir = workdir
-        if self._stage_root is None:
-            self._stage_root = workdir / ".pox" / "stage"
+        self._stage_root = stage_root_for(workdir, self._stage_root)
         if not self._want_isolation:
             return
         version = bubblewrap_version()
@@ -111,15 +113,15 @@ class SimRuntime:
             "isolation": self.describe_isolation(),
             "image": self.image_digest(),
         }
-        return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+        return measurement_of_document(document)
 
     def builder_id(self) -> str:
         return f"https://pox.dev/backends/sim@sha256:{self.measurement()}"
 
-    def evidence(self, report_data: bytes) -> Evidence:
+    def evidence(self, report_data: bytes, *, measurement: str | None = None) -> Evidence:
         return produce_sim_evidence(
             self._platform_key,
-            measurement=self.measurement(),
+            measurement=measurement or self.measurement(),
             report_data=report_data,
             issued_at=utc_now(),
         )
@@ -145,51 +147,28 @@ class SimRuntime:
         env = {**os.environ, **spec.env}
         started = utc_now()
         with open(spec.log_path, "ab") as log_file:
-            try:
-                process = subprocess.Popen(
-                    argv,
-                    cwd=spec.workdir,
-                    env=env,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise EnclaveError(f"could not start job {spec.invocation_id}: {exc}") from exc
-            with self._lock:
-                self._processes[spec.invocation_id] = process
-            try:
-                code = wait_cancellable(process, cancelled, lambda: _kill_group(process))
-            finally:
-                with self._lock:
-                    self._processes.pop(spec.invocation_id, None)
+            process = start_process(
+                argv,
+                cwd=spec.workdir,
+                env=env,
+                log_file=log_file,
+                invocation_id=spec.invocation_id,
+            )
+            stop = functools.partial(kill_process_group, process)
+            with self._jobs.running(spec.invocation_id, stop):
+                code = wait_process(process, cancelled, stop)
         finished = utc_now()
         discarded: list[str] = []
         if sandbox is not None:
             discarded = commit_outputs(sandbox, spec.workdir, spec.outputs)
-        noise = [d for d in discarded if d.split(" ", 1)[1].startswith(_NOISE_PREFIXES)]
-        kept = [d for d in discarded if d not in noise]
-        if noise:
-            kept.append(f"{len(noise)} writes under .snakemake/ (Snakemake's own scratch)")
         return RunOutcome(
             exit_code=code,
             started_on=started,
             finished_on=finished,
             isolated=self._isolated,
             isolation=self.describe_isolation(),
-            discarded_writes=tuple(kept),
+            discarded_writes=summarize_discarded(discarded),
         )
 
     def cancel_all(self) -> None:
-        with self._lock:
-            processes = list(self._processes.values())
-        for process in processes:
-            _kill_group(process)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+        self._jobs.stop_all()

@@ -345,7 +345,7 @@ class RunRecorder:
             image_digest=image_digest,
             enclave_challenge=self.enclave_challenge,
         )
-        evidence = self.runtime.evidence(binding.report_data())
+        evidence = self.runtime.evidence(binding.report_data(), measurement=outcome.measurement)
         job = JobRun(
             run_id=self.run_id,
             jobid=facts.jobid,

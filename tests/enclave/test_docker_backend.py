@@ -1,19 +1,26 @@
 """The `docker` backend against a real Docker engine: isolation, identity and evidence.
 
-Each test runs plain shell commands as jobs (no Snakemake) through `DockerRuntime.run`, in the
-`pox/python` enclave image, and checks what the job could and could not do and what the runtime
-says it measured. Unit tests at the end need no engine.
+Most tests run plain shell commands as jobs (no Snakemake) through `DockerRuntime.run`, in the
+`pox/python` enclave image, and check what the job could and could not do, what each attempt's
+outcome says it ran in, and that engine failures come back as errors naming what failed. Two run
+real Snakemake workflows whose concurrent jobs share one output directory, and check every
+statement names the image. Unit tests at the end need no engine.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 from docker_images import images, require_docker
 
+from pox_executor.enclave import engine
 from pox_executor.enclave.backends import BackendOptions, backend_names, create_runtime
 from pox_executor.enclave.docker import (
     CONTAINER_SOURCE_CACHE,
@@ -21,10 +28,11 @@ from pox_executor.enclave.docker import (
     container_command,
     image_reference,
 )
+from pox_executor.enclave.engine import JOB_UID, ContainerConfig
 from pox_executor.enclave.evidence import REPORT_DATA_SIZE, parse_sim_report
-from pox_executor.enclave.images import JOB_UID
 from pox_executor.enclave.runtime import JobSpec, OutputSpec, RunOutcome
 from pox_executor.errors import EnclaveError
+from pox_executor.provenance.statement import ParsedJob, parse_statement
 
 
 @pytest.fixture(scope="module")
@@ -165,26 +173,58 @@ def test_cpu_and_memory_limits_come_from_threads_and_mem_mb(
 
 
 @pytest.mark.integration
-def test_identity_and_evidence_carry_the_image_measurement(
+def test_each_outcome_carries_the_identity_of_the_image_it_ran_in(
     runtime: DockerRuntime, workdir: Path, python_image: str
 ) -> None:
     session = runtime.measurement()
     outcome, log = _run(runtime, workdir, "true")
     assert outcome.exit_code == 0, log
-    assert runtime.measurement() == python_image
-    assert runtime.image_digest() == f"sha256:{python_image}"
-    assert runtime.builder_id().endswith(f"@sha256:{python_image}")
-    evidence = runtime.evidence(b"\x07" * REPORT_DATA_SIZE)
+    assert outcome.measurement == python_image
+    assert outcome.image_digest == f"sha256:{python_image}"
+    assert outcome.builder_id == f"https://pox.dev/backends/docker@sha256:{python_image}"
+    assert "image pox/python" in outcome.isolation
+    evidence = runtime.evidence(b"\x07" * REPORT_DATA_SIZE, measurement=outcome.measurement)
     report = parse_sim_report(evidence)
     assert evidence.type == "sim-report" and report.debug
     assert report.measurement == python_image
     assert report.report_data == b"\x07" * REPORT_DATA_SIZE
-    # another thread (the session record) sees the backend's own identity, not the job's image
-    seen: list[str] = []
-    t = threading.Thread(target=lambda: seen.append(runtime.measurement()))
-    t.start()
-    t.join()
-    assert seen == [session] and session != python_image
+    # the runtime-wide identity (the session record's) is the backend's own, before and after
+    assert runtime.measurement() == session != python_image
+    assert runtime.builder_id().endswith(f"@sha256:{session}")
+    assert parse_sim_report(runtime.evidence(b"\x00" * REPORT_DATA_SIZE)).measurement == session
+
+
+@pytest.mark.integration
+def test_cancel_all_kills_the_running_container(runtime: DockerRuntime, workdir: Path) -> None:
+    outcomes: list[RunOutcome] = []
+    thread = threading.Thread(
+        target=lambda: outcomes.append(_run(runtime, workdir, "echo started; sleep 120")[0])
+    )
+    thread.start()
+    log = workdir / ".pox" / "logs" / "job.log"
+    for _ in range(300):  # the job's own output reaches the log while it runs
+        if log.exists() and "started" in log.read_text():
+            break
+        threading.Event().wait(0.1)
+    runtime.cancel_all()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert outcomes[0].exit_code != 0
+    assert not [c for c in engine.client().containers(all=True) if "pox-job-" in str(c["Names"])]
+
+
+@pytest.mark.integration
+def test_engine_errors_name_the_image(python_image: str) -> None:
+    assert engine.inspect_image("pox/does-not-exist") is None
+    config = ContainerConfig(
+        name="pox-test-no-such-image",
+        image="sha256:" + "0" * 64,
+        command=("true",),
+        user="65532:65532",
+        working_dir="/tmp",
+    )
+    with pytest.raises(EnclaveError, match=r"creating container pox-test-no-such-image from image"):
+        engine.create_container(config)
 
 
 @pytest.mark.integration
@@ -214,8 +254,9 @@ def test_rule_without_image_uses_the_default(workdir: Path, python_image: str) -
         outputs=(),
         log_path=workdir / ".pox" / "logs" / "d.log",
     )
-    assert rt.run(spec, threading.Event()).exit_code == 0
-    assert rt.measurement() == python_image
+    outcome = rt.run(spec, threading.Event())
+    assert outcome.exit_code == 0
+    assert outcome.measurement == python_image
     bare = DockerRuntime()
     bare.prepare(workdir)
     outcome = bare.run(spec, threading.Event())
@@ -224,11 +265,114 @@ def test_rule_without_image_uses_the_default(workdir: Path, python_image: str) -
 
 
 @pytest.mark.integration
-def test_prepare_needs_an_engine(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepare_needs_an_engine_at_docker_host(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DOCKER_HOST is honoured: an address where no engine listens is an engine that is down."""
     require_docker()
-    monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(EnclaveError, match="running Docker engine"):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{workdir}/no-engine.sock")
+    with pytest.raises(EnclaveError, match="running Docker engine") as caught:
         DockerRuntime().prepare(workdir)
+    assert "no-engine.sock" in str(caught.value)
+
+
+@pytest.mark.integration
+def test_a_job_writes_into_an_output_directory_another_job_commits_while_it_runs(
+    runtime: DockerRuntime, workdir: Path
+) -> None:
+    """`out/` appears in the real directory (root-owned) after the slow job's overlay is mounted."""
+    slow: list[RunOutcome] = []
+    thread = threading.Thread(
+        target=lambda: slow.append(
+            _run(runtime, workdir, "sleep 4; mkdir -p out; echo b > out/b.txt", ("out/b.txt",))[0]
+        )
+    )
+    thread.start()
+    # the slow job's container starts within a second (its log header is written just before)
+    log = workdir / ".pox" / "logs" / "job.log"
+    for _ in range(100):
+        if log.exists() and log.read_text().startswith("PoX docker backend"):
+            break
+        threading.Event().wait(0.1)
+    fast = DockerRuntime()
+    fast.prepare(workdir)
+    spec = JobSpec(
+        invocation_id="fast",
+        command="mkdir -p out && echo a > out/a.txt",
+        workdir=workdir,
+        outputs=(OutputSpec("out/a.txt"),),
+        log_path=workdir / ".pox" / "logs" / "fast.log",
+        container="pox/python",
+    )
+    assert fast.run(spec, threading.Event()).exit_code == 0, spec.log_path.read_text()
+    assert (workdir / "out").stat().st_uid == workdir.stat().st_uid
+    thread.join()
+    assert slow[0].exit_code == 0, log.read_text()
+    assert (workdir / "out" / "a.txt").read_text() == "a\n"
+    assert (workdir / "out" / "b.txt").read_text() == "b\n"
+
+
+WILDCARD_SNAKEFILE = """
+container: "pox/python"
+
+rule all:
+    input: expand("out/{i}.txt", i=range(6))
+
+rule make:
+    output: "out/{i}.txt"
+    shell: "echo job {wildcards.i} > {output}"
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("user_made_out", [False, True], ids=["fresh", "user-made-out"])
+def test_concurrent_wildcard_jobs_share_one_output_directory_through_snakemake(
+    tmp_path: Path, python_image: str, user_made_out: bool
+) -> None:
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(WILDCARD_SNAKEFILE)
+    if user_made_out:
+        (workdir / "out").mkdir(mode=0o755)
+        os.chown(workdir / "out", 1000, 1000)  # someone else's directory, not the job user's
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "snakemake"),
+            "--executor",
+            "pox",
+            "--pox-backend",
+            "docker",
+            "--pox-chain",
+            "none",
+            "--cores",
+            "3",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    for i in range(6):
+        assert (workdir / "out" / f"{i}.txt").read_text() == f"job {i}\n"
+    made = [job for job in _jobs(workdir) if job.rule == "make"]
+    assert len(made) == 6
+    for job in made:
+        # the attempt's own image identity: builder id, environment entry, binding, evidence
+        assert job.builder_id.endswith(f"@sha256:{python_image}")
+        (image,) = [d for d in job.dependencies if d.name == "pox:environment/image"]
+        assert image.sha256 == python_image
+        assert job.binding.image_digest == f"sha256:{python_image}"
+        assert parse_sim_report(job.evidence).measurement == python_image
+
+
+def _jobs(workdir: Path) -> list[ParsedJob]:
+    (bundle,) = list((workdir / ".pox" / "runs").iterdir())
+    lines = (bundle / "attestations.intoto.jsonl").read_bytes().splitlines()
+    return [
+        parse_statement(base64.b64decode(json.loads(line)["payload"]), where=f"line {i}")
+        for i, line in enumerate(lines, 1)
+    ]
 
 
 # -- units: no engine ---------------------------------------------------------------------------
