@@ -80,6 +80,15 @@ _ROOT_ONLY_SECRETS = (
 # Directories a job gets privately; an output directly inside one is staged there.
 PRIVATE_TMP = "/tmp"
 FALLBACK_HOME = "/pox-home"
+# Host variables naming the host's own per-user directories: unset in the job, whose home is
+# private (tools then use ~/.cache and friends inside it).
+HOST_DIRECTORY_VARIABLES = (
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+)
 # Above this many read-only paths, files are exposed through their directories (argv size).
 _MAX_READABLE_BINDS = 512
 
@@ -272,7 +281,8 @@ def sandbox_argv(
         resolv = os.path.realpath("/etc/resolv.conf")
         if resolv != "/etc/resolv.conf" and not any(is_within(resolv, t) for t in SYSTEM_TREES):
             bwrap += ["--ro-bind-try", resolv, resolv]
-    bwrap += ["--chdir", wd, "--cap-drop", "ALL", "--", "sh", "-c", command]
+    # Writes anywhere else fail loudly ("Read-only file system") instead of vanishing.
+    bwrap += ["--remount-ro", "/", "--chdir", wd, "--cap-drop", "ALL", "--", "sh", "-c", command]
     mount_then_exec = 'mount -a -T "$0" && exec "$@"'
     return [*unshare, "--", "sh", "-c", mount_then_exec, str(sandbox.fstab), *bwrap]
 

@@ -48,14 +48,20 @@ def job_environment(
     passthrough: Iterable[str] = (),
     job: Mapping[str, str] | None = None,
     sandbox: Mapping[str, str] | None = None,
+    unset: Iterable[str] = (),
 ) -> tuple[dict[str, str], tuple[str, ...]]:
     """The job's environment and the sorted names of the host variables it received.
 
     `job`: variables the executor sets for this job (threads); `sandbox`: set by the runtime
-    (TMPDIR, HOME), overriding everything.
+    (TMPDIR, HOME), overriding everything; `unset`: host variables that make no sense inside.
     """
     declared = set(passthrough)
-    env = {k: v for k, v in host.items() if k in declared or not is_secret_name(k)}
+    removed = set(unset)
+    env = {
+        k: v
+        for k, v in host.items()
+        if k not in removed and (k in declared or not is_secret_name(k))
+    }
     set_here = {**(job or {}), **(sandbox or {})}
     env.update(set_here)
     passed = tuple(sorted(k for k in env if k in host and k not in set_here))

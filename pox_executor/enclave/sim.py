@@ -23,6 +23,7 @@ from pox_executor.enclave.commit import commit_job_outputs
 from pox_executor.enclave.environment import host_environment
 from pox_executor.enclave.evidence import Evidence, produce_sim_evidence
 from pox_executor.enclave.isolation import (
+    HOST_DIRECTORY_VARIABLES,
     PRIVATE_TMP,
     Sandbox,
     SandboxError,
@@ -158,7 +159,11 @@ class SimRuntime:
             commit_job_outputs(sandbox, spec.workdir, ())
             return self._outcome(spec, 126, started, (), ())
         env, passed = job_environment(
-            os.environ, passthrough=spec.env_passthrough, job=spec.env, sandbox=private
+            os.environ,
+            passthrough=spec.env_passthrough,
+            job=spec.env,
+            sandbox=private,
+            unset=HOST_DIRECTORY_VARIABLES if self._isolated else (),
         )
         with open(spec.log_path, "ab") as log_file:
             try:
