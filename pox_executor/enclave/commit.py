@@ -79,7 +79,9 @@ def _staged(sandbox: Sandbox, real_workdir: str, destination: str) -> Path | Non
     for root in sorted(sandbox.roots, key=lambda r: -len(r.path)):
         if is_within(destination, root.path):
             return root.upper / os.path.relpath(destination, root.path)
-    privates = [(job_home(), sandbox.home_source), (PRIVATE_TMP, sandbox.tmp)]
+    privates = [(PRIVATE_TMP, sandbox.tmp)]
+    if sandbox.home is not None or sandbox.home_on_disk:
+        privates.append((job_home(), sandbox.home_source))
     for private, source in sorted(privates, key=lambda p: -len(p[0])):  # innermost first
         if is_within(destination, private):
             return source / os.path.relpath(destination, private)

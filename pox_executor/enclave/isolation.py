@@ -20,9 +20,10 @@ Declared outputs outside the working directory get an overlay of their directory
   `network=True`).
 
 The overlays are mounted in a private mount namespace (`unshare --mount`, or with
-`--user --map-root-user` when not root) by one `mount -a` over a per-job fstab, then bubblewrap
-assembles the view inside it. Per job that is one process started by PoX (`unshare`, which execs
-`sh`, which execs bubblewrap) plus `mount` and bubblewrap's own two processes.
+`--user --map-root-user` when not root), then bubblewrap assembles the view inside it. Per job
+that is one process started by PoX (`unshare`, which execs `sh`, which execs bubblewrap), one
+`mount` (plus one per directory outside the working directory holding outputs) and bubblewrap's
+own two processes; the view itself is argv only.
 See docs/isolation.md for each rule, why, and the setting that lifts it.
 """
 
@@ -122,7 +123,8 @@ class Sandbox:
     """One job's stage: its private writes live here until committed or discarded."""
 
     stage: Path
-    home: Path | None = None  # source of the private $HOME; None = stage/home
+    home: Path | None = None  # a shared home directory; None = private to the job
+    home_on_disk: bool = False  # private home in the stage (an output lies in it), else tmpfs
     roots: list[WritableRoot] = field(default_factory=list)
 
     @property
@@ -145,10 +147,6 @@ class Sandbox:
     def home_source(self) -> Path:
         return self.home if self.home is not None else self.stage / "home"
 
-    @property
-    def fstab(self) -> Path:
-        return self.stage / "fstab"
-
 
 @lru_cache(maxsize=1)
 def bubblewrap_version() -> str | None:
@@ -168,7 +166,8 @@ def create_sandbox(stage: Path, *, home: Path | None = None) -> Sandbox:
     shutil.rmtree(stage, ignore_errors=True)
     for directory in (sandbox.upper, sandbox.work, sandbox.tmp):
         directory.mkdir(parents=True)
-    (sandbox.home_source / ".cache").mkdir(parents=True, exist_ok=True)
+    if home is not None:
+        (home / ".cache").mkdir(parents=True, exist_ok=True)
     return sandbox
 
 
@@ -195,6 +194,10 @@ def plan_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec])
         location = host_location(workdir, out.path)
         parent = os.path.dirname(location)
         if is_within(parent, real_workdir):
+            continue
+        if parent == job_home() and sandbox.home is None:
+            sandbox.home_on_disk = True
+            (sandbox.home_source / ".cache").mkdir(parents=True, exist_ok=True)
             continue
         if parent in (PRIVATE_TMP, job_home()):
             continue
@@ -239,7 +242,7 @@ def sandbox_argv(
     for path in (wd, str(sandbox.stage)):
         if any(ch in path for ch in _OVERLAY_FORBIDDEN):
             raise SandboxError(f"path {path!r} contains a character overlayfs options cannot carry")
-    _write_fstab(sandbox, wd)
+    overlays = _overlay_mounts(sandbox, wd)
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
@@ -263,7 +266,11 @@ def sandbox_argv(
         str(sandbox.tmp),
         PRIVATE_TMP,
     ]
-    mounts: list[tuple[str, list[str]]] = [(home, ["--bind", str(sandbox.home_source), home])]
+    if sandbox.home is not None or sandbox.home_on_disk:
+        home_mount = ["--bind", str(sandbox.home_source), home]
+    else:  # in memory: nothing to create or remove on disk per job
+        home_mount = ["--tmpfs", home, "--dir", os.path.join(home, ".cache")]
+    mounts: list[tuple[str, list[str]]] = [(home, home_mount)]
     exposed: list[str] = [wd, *(r.path for r in sandbox.roots)]  # the private home is PoX-free
     for bind in _readable_binds(visible, covered=[wd, *(r.path for r in sandbox.roots)]):
         mounts.append((bind.dest, ["--ro-bind-try", bind.source, bind.dest]))
@@ -283,24 +290,22 @@ def sandbox_argv(
             bwrap += ["--ro-bind-try", resolv, resolv]
     # Writes anywhere else fail loudly ("Read-only file system") instead of vanishing.
     bwrap += ["--remount-ro", "/", "--chdir", wd, "--cap-drop", "ALL", "--", "sh", "-c", command]
-    mount_then_exec = 'mount -a -T "$0" && exec "$@"'
-    return [*unshare, "--", "sh", "-c", mount_then_exec, str(sandbox.fstab), *bwrap]
+    mount_then_exec = (
+        'while [ "$1" != -- ]; do mount -t overlay pox-job -o "$1" "$2" || exit 125; shift 2; '
+        'done; shift; exec "$@"'
+    )
+    return [*unshare, "--", "sh", "-c", mount_then_exec, "pox-sandbox", *overlays, "--", *bwrap]
 
 
-def _write_fstab(sandbox: Sandbox, workdir: str) -> None:
-    """One fstab line per overlay, so one `mount -a` process mounts them all."""
+def _overlay_mounts(sandbox: Sandbox, workdir: str) -> list[str]:
+    """`options mountpoint` pairs: the working directory's overlay, then one per output root."""
     sandbox.merged.mkdir(exist_ok=True)
     layers = [(workdir, sandbox.upper, sandbox.work, sandbox.merged)]
     layers += [(r.path, r.upper, r.work, r.merged) for r in sandbox.roots]
-    lines = []
+    out: list[str] = []
     for lower, upper, work, merged in layers:
-        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-        lines.append(f"pox-job {_fstab_escape(str(merged))} overlay {_fstab_escape(options)} 0 0")
-    sandbox.fstab.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _fstab_escape(text: str) -> str:
-    return text.replace(" ", "\\040")
+        out += [f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)]
+    return out
 
 
 @lru_cache(maxsize=1)
