@@ -55,6 +55,10 @@ def commit_job_outputs(
         staged = _staged(sandbox, real_workdir, destination)
         if staged is None or _missing(staged):
             continue
+        if os.path.realpath(staged.parent) != os.path.normpath(staged.parent):
+            # The job made a directory on the way a symlink: following it would move host files.
+            rejected.append(f"output {out.path!r} was not committed: its directory is a symlink")
+            continue
         problem = _escaping_link(staged, destination, real_workdir, destinations)
         if problem:
             rejected.append(f"output {out.path!r} was not committed: {problem}")

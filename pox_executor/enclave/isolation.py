@@ -281,7 +281,7 @@ def sandbox_argv(
     mounts.sort(key=lambda m: m[0].count("/"))  # parents before what is mounted inside them
     for _, args in mounts:
         bwrap += args
-    for path in _hidden(hidden, exposed, wd):
+    for path in _hidden(hidden, exposed, wd, [r.path for r in sandbox.roots]):
         bwrap += ["--tmpfs", path]
     bwrap += _masked_secrets()
     if network:
@@ -376,10 +376,15 @@ def _by_directory(wanted: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _hidden(extra: Sequence[Path], exposed: Sequence[str], workdir: str) -> list[str]:
+def _hidden(
+    extra: Sequence[Path], exposed: Sequence[str], workdir: str, roots: Sequence[str]
+) -> list[str]:
     """PoX's state inside the view: `.pox` of each exposed directory, PoX's config and data."""
     candidates = [os.path.join(workdir, ".pox"), *(str(p) for p in extra)]
     candidates += [os.path.join(e, ".pox") for e in exposed if e != workdir]
+    for root in roots:  # an output's directory may hold other runs' working directories
+        with os.scandir(root) as entries:
+            candidates += [os.path.join(e.path, ".pox") for e in entries if e.is_dir()]
     candidates += pox_state_dirs()
     out: list[str] = []
     for path in candidates:

@@ -148,7 +148,27 @@ def test_no_pox_configuration_keystore_or_run_state_is_readable(
     assert outcome.exit_code == 0, log
     assert "SECRET-MATERIAL" not in report, report
     assert "input" in report, "the declared readable directory is visible"
+    # An output in the parent directory exposes the parent (through an overlay), so the other
+    # run's directory beside this one: its .pox stays hidden all the same.
+    outcome, log = run_job(
+        workdir, f"{{ {cat} cat {other}/data.txt; }} > ../beside.txt", outputs=("../beside.txt",)
+    )
+    report = (tmp_path / "beside.txt").read_text()
+    assert outcome.exit_code == 0, log
+    assert "SECRET-MATERIAL" not in report and "input" in report, report
     assert all(s.read_text() == "SECRET-MATERIAL\n" for s in secrets)
+
+
+def test_an_output_below_a_symlink_the_job_made_cannot_pull_host_files(tmp_path: Path) -> None:
+    # `ln -s <workdir>/.pox link` then declare `link/keep.key`: the commit must not follow it.
+    workdir = tmp_path / "wd"
+    key = workdir / ".pox" / "keep.key"
+    key.parent.mkdir(parents=True)
+    key.write_text("key\n")
+    outcome, log = run_job(workdir, f"ln -s {workdir}/.pox link", outputs=("link/keep.key",))
+    assert outcome.exit_code != 0
+    assert "output 'link/keep.key' was not committed" in log, log
+    assert key.read_text() == "key\n" and not os.path.lexists(workdir / "link")
 
 
 # --- 3. environment ----------------------------------------------------------------------------
