@@ -32,6 +32,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -344,9 +345,12 @@ class _Bind:
 def _readable_binds(paths: Iterable[Path | str], *, covered: Sequence[str]) -> list[_Bind]:
     """Read-only binds for `paths` not already inside the view, outermost first."""
     wanted: dict[str, str] = {}
+    state = pox_state_dirs()
     for raw in paths:
         given = os.path.normpath(os.path.abspath(raw))
         real = os.path.realpath(given)
+        if _never_readable(real, state) or _never_readable(given, state):
+            continue
         for dest in {given, real}:
             if dest == "/" or any(is_within(dest, t) for t in SYSTEM_TREES):
                 continue
@@ -361,6 +365,19 @@ def _readable_binds(paths: Iterable[Path | str], *, covered: Sequence[str]) -> l
             continue
         out.append(_Bind(wanted[dest], dest))
     return out
+
+
+def _never_readable(path: str, state: Sequence[str]) -> bool:
+    """A declared path the job still must not read: PoX's state, kernel and runtime trees,
+    sockets (a bind would make them connectable)."""
+    if ".pox" in path.split("/") or any(is_within(path, d) for d in state):
+        return True
+    if any(is_within(path, d) for d in ("/run", "/var/run", "/proc", "/dev")):
+        return True
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _by_directory(wanted: Mapping[str, str]) -> dict[str, str]:
@@ -435,7 +452,8 @@ def _path_prefixes(search_path: str, home: str) -> tuple[Path, ...]:
         if not os.path.isabs(entry):
             continue
         entry = os.path.normpath(entry)
-        prefix = os.path.dirname(entry) if os.path.basename(entry) in ("bin", "sbin") else entry
+        bin_like = os.path.basename(entry) in ("bin", "sbin", "condabin")
+        prefix = os.path.dirname(entry) if bin_like else entry
         if prefix in ("/", home, PRIVATE_TMP, "/var/tmp", "/home", "/run") or not prefix:
             continue
         if os.path.isdir(prefix):

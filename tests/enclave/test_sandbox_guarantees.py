@@ -104,7 +104,12 @@ def test_no_host_unix_socket_is_reachable(tmp_path: Path) -> None:
         server.__enter__()
     try:
         targets = " ".join([*map(str, paths), *docker])
-        outcome, log = run_job(workdir, f"python3 -c '{PROBE_CONNECT}' {targets} > out.txt")
+        # Declaring the sockets as inputs (a workflow may be hostile) does not expose them.
+        outcome, log = run_job(
+            workdir,
+            f"python3 -c '{PROBE_CONNECT}' {targets} > out.txt",
+            readable=(*map(str, paths), *docker),
+        )
     finally:
         for server in servers:
             server.__exit__(None, None, None)
@@ -136,13 +141,13 @@ def test_no_pox_configuration_keystore_or_run_state_is_readable(
         secret.parent.mkdir(parents=True, exist_ok=True)
         secret.write_text("SECRET-MATERIAL\n")
     (other / "data.txt").write_text("input\n")
-    # The other run's directory is even declared readable (a directory input): its .pox stays
-    # hidden, while its data is readable.
+    # The other run's directory is even declared readable (a directory input), and so are the
+    # secrets themselves (a workflow may be hostile): they stay hidden, the data is readable.
     cat = " ".join(f"cat {s} 2>/dev/null;" for s in secrets)
     outcome, log = run_job(
         workdir,
         f"{{ {cat} cat {other}/data.txt; ls -a ~; }} > out.txt",
-        readable=(str(other),),
+        readable=(str(other), *map(str, secrets)),
     )
     report = (workdir / "out.txt").read_text()
     assert outcome.exit_code == 0, log
