@@ -1,9 +1,11 @@
 """The `sim` backend: bubblewrap isolation plus honest simulated evidence.
 
-Isolation is real (see `isolation`); the evidence is not hardware evidence: a platform key made
-fresh for this run signs a `sim-report` whose debug flag is always set, and strict verification
-rejects it. Where bubblewrap cannot run, the backend says so once and every statement records that
-the job ran without isolation.
+Isolation is real: the view and the overlays are built by `isolation`, the writes kept or
+discarded by `commit`, the environment filtered by `jobenv` (docs/isolation.md). The evidence is
+not hardware evidence: a platform key made fresh for this run signs a `sim-report` whose debug
+flag is always set, and strict verification rejects it. Where bubblewrap cannot run, the backend
+says so once and every statement records that the job ran without isolation (its environment is
+filtered all the same, and it still gets a private TMPDIR).
 """
 
 from __future__ import annotations

@@ -6,11 +6,14 @@ Real jobs in real bubblewrap through `SimRuntime.run`, as in `test_sandbox_guara
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
+import pytest
 from test_sandbox_guarantees import run_job
 
+from pox_executor.enclave.runtime import JobSpec, OutputSpec
 from pox_executor.enclave.sim import SimRuntime
 
 
@@ -118,3 +121,27 @@ def test_an_output_outside_the_workdir_keeps_its_siblings_readable(tmp_path: Pat
     )
     assert outcome.exit_code == 0, log
     assert target.read_text() == "earlier\n"
+
+
+def test_without_isolation_jobs_still_get_a_tmpdir_and_a_filtered_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAB_API_TOKEN", "t0ken")
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    runtime = SimRuntime(isolate=False)
+    runtime.prepare(workdir)
+    spec = JobSpec(
+        invocation_id="plain",
+        command='set -u; echo x > "$TMPDIR/f" && echo "$TMPDIR" > out.txt && env >> out.txt',
+        workdir=workdir,
+        outputs=(OutputSpec("out.txt"),),
+        log_path=tmp_path / "plain.log",
+    )
+    outcome = runtime.run(spec, threading.Event())
+    assert outcome.exit_code == 0, (tmp_path / "plain.log").read_text()
+    report = (workdir / "out.txt").read_text()
+    tmpdir = Path(report.splitlines()[0])
+    assert tmpdir.is_relative_to(workdir / ".pox") and not tmpdir.exists(), "private, removed"
+    assert "t0ken" not in report and "LAB_API_TOKEN" not in outcome.environment_names
+    assert not outcome.isolated
