@@ -64,6 +64,14 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
             "env_var": False,
         },
     )
+    shared_home: bool = field(
+        default=False,
+        metadata={
+            "help": "Give all jobs one home directory (.pox/home, kept between runs) instead of "
+            "a fresh private one per job, so caches under ~ persist (sim backend).",
+            "env_var": False,
+        },
+    )
     spawn_all: bool = field(
         default=False,
         metadata={
@@ -158,6 +166,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 BackendOptions(
                     isolate=not self.settings.no_isolation,
                     default_image=self.settings.default_image,
+                    shared_home=self.settings.shared_home,
                 ),
             )
             self.runtime.prepare(self.workdir)

@@ -18,12 +18,13 @@ class BackendOptions:
 
     isolate: bool = True
     default_image: str | None = None
+    shared_home: bool = False  # one home directory for all jobs of the run (sim)
 
 
 def _sim(options: BackendOptions) -> EnclaveRuntime:
     from pox_executor.enclave.sim import SimRuntime
 
-    return SimRuntime(isolate=options.isolate)
+    return SimRuntime(isolate=options.isolate, shared_home=options.shared_home)
 
 
 def _docker(options: BackendOptions) -> EnclaveRuntime:

@@ -1,36 +1,109 @@
-"""Process isolation with bubblewrap plus a private overlay of the working directory.
+"""The bubblewrap sandbox of the `sim` backend: what a job sees, and where its writes go.
 
-A job sees the whole filesystem read-only, a private /tmp, no network (unless asked), no
-capabilities, and its working directory through an overlayfs whose upper layer is private to the
-job. After the job, only its declared outputs (outputs, logs, benchmarks) are moved from the upper
-layer into the real working directory; every other write, deletions included, is discarded and
-reported. So the job's output locations are the only places it can change.
+A job sees an allowlisted view of the filesystem, never the host's whole tree: the system trees
+(`/usr`, `/etc`, `/opt`, `/sys`, the `/bin`-style links) read-only, the interpreter that runs
+Snakemake and the prefixes of the `PATH` read-only, the paths the job must read (`JobSpec.readable`:
+workflow sources, scripts, inputs outside the working directory) read-only, a private writable
+`/tmp` and `$HOME` (both in the job's stage, discarded afterwards), a fresh `/dev`, `/proc` and
+`/run`, and its working directory through an overlayfs whose upper layer is private to the job.
+Declared outputs outside the working directory get an overlay of their directory as well. So:
 
-The overlay is mounted in a private mount namespace (`unshare --mount`, or with
-`--user --map-root-user` when not root), then bubblewrap builds the sandbox inside it.
+- no host Unix socket is reachable: `/run`, `/tmp`, `$HOME`, `/var` and every directory outside
+  the view do not exist in the job, and a socket seen through an overlay refuses connections
+  (the overlay inode is not the bound socket's); abstract sockets belong to the network
+  namespace, which is private unless the rule asks for the network. A read-only bind would not
+  do: `connect()` on a socket needs no write access to the file system it lives on;
+- PoX's own state is out of reach: `.pox/` of the working directory (and of every exposed
+  directory), PoX's configuration and data directories are covered by empty tmpfs mounts, and
+  as root the host's secret files in `/etc` (shadow, host keys) are masked;
+- no capabilities (`--cap-drop ALL`), new namespaces for everything (the network only with
+  `network=True`).
+
+The overlays are mounted in a private mount namespace (`unshare --mount`, or with
+`--user --map-root-user` when not root), then bubblewrap assembles the view inside it. Per job
+that is one process started by PoX (`unshare`, which execs `sh`, which execs bubblewrap), one
+`mount` (plus one per directory outside the working directory holding outputs) and bubblewrap's
+own two processes; the view itself is argv only.
+See docs/isolation.md for each rule, why, and the setting that lifts it.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from pox_executor.enclave.runtime import OutputSpec
 
-_OVERLAY_FORBIDDEN = (",", ":", "\\", "\n")
+_OVERLAY_FORBIDDEN = (",", ":", "\\", "\n", "\t")
+# Read-only system trees every job sees (those that exist; top-level symlinks are recreated).
+SYSTEM_TREES = (
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/opt",
+    "/sys",
+    "/nix/store",
+    "/var/lib/texmf",
+    "/var/cache/fontconfig",
+)
+# Host secrets inside the system trees that uid 0 could read by ownership even without
+# capabilities: masked when PoX runs as root (an ordinary user cannot read them anyway).
+_ROOT_ONLY_SECRETS = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/krb5.keytab",
+    "/etc/munge",
+    "/etc/wireguard",
+    "/etc/credstore",
+    "/etc/credstore.encrypted",
+    "/etc/NetworkManager/system-connections",
+    "/etc/letsencrypt",
+    "/etc/docker/key.json",
+)
+# Directories a job gets privately; an output directly inside one is staged there.
+PRIVATE_TMP = "/tmp"
+FALLBACK_HOME = "/pox-home"
+# Host variables naming the host's own per-user directories: unset in the job, whose home is
+# private (tools then use ~/.cache and friends inside it).
+HOST_DIRECTORY_VARIABLES = (
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+)
+# Above this many read-only paths, files are exposed through their directories (argv size).
+_MAX_READABLE_BINDS = 512
+
+
+class SandboxError(ValueError):
+    """A job cannot be sandboxed as asked (a path the overlay cannot carry, an output in `/`)."""
 
 
 @dataclass(frozen=True)
-class Sandbox:
-    """Where one job's private writes live until they are committed or discarded."""
+class WritableRoot:
+    """A directory outside the working directory holding declared outputs: a private overlay."""
 
+    path: str  # the real (symlink-free) directory on the host
     stage: Path
 
     @property
@@ -40,6 +113,40 @@ class Sandbox:
     @property
     def work(self) -> Path:
         return self.stage / "work"
+
+    @property
+    def merged(self) -> Path:
+        return self.stage / "merged"
+
+
+@dataclass
+class Sandbox:
+    """One job's stage: its private writes live here until committed or discarded."""
+
+    stage: Path
+    home: Path | None = None  # a shared home directory; None = private to the job
+    home_on_disk: bool = False  # private home in the stage (an output lies in it), else tmpfs
+    roots: list[WritableRoot] = field(default_factory=list)
+
+    @property
+    def upper(self) -> Path:
+        return self.stage / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.stage / "work"
+
+    @property
+    def merged(self) -> Path:
+        return self.stage / "merged"
+
+    @property
+    def tmp(self) -> Path:
+        return self.stage / "tmp"
+
+    @property
+    def home_source(self) -> Path:
+        return self.home if self.home is not None else self.stage / "home"
 
 
 @lru_cache(maxsize=1)
@@ -54,6 +161,71 @@ def bubblewrap_version() -> str | None:
     return out.stdout.strip() or None
 
 
+def create_sandbox(stage: Path, *, home: Path | None = None) -> Sandbox:
+    """A fresh stage for one job (an older one at the same place is removed)."""
+    sandbox = Sandbox(stage, home=home)
+    shutil.rmtree(stage, ignore_errors=True)
+    for directory in (sandbox.upper, sandbox.work, sandbox.tmp):
+        directory.mkdir(parents=True)
+    if home is not None:
+        (home / ".cache").mkdir(parents=True, exist_ok=True)
+    return sandbox
+
+
+def job_home() -> str:
+    """Where the job's private home is mounted: the host's $HOME path when it is a usable one."""
+    home = os.environ.get("HOME", "")
+    if not os.path.isabs(home) or os.path.normpath(home) == "/":
+        return FALLBACK_HOME
+    home = os.path.normpath(home)
+    if any(is_within(home, tree) for tree in SYSTEM_TREES) or home == PRIVATE_TMP:
+        return FALLBACK_HOME
+    return home
+
+
+def plan_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec]) -> None:
+    """Give `sandbox` a writable overlay for each directory outside `workdir` holding an output.
+
+    The directory is the output's real parent (created when missing, as Snakemake would); an
+    output directly in the private /tmp or $HOME is staged there instead.
+    """
+    real_workdir = os.path.realpath(workdir)
+    wanted: list[str] = []
+    for out in outputs:
+        location = host_location(workdir, out.path)
+        parent = os.path.dirname(location)
+        if is_within(parent, real_workdir):
+            continue
+        if parent == job_home() and sandbox.home is None:
+            sandbox.home_on_disk = True
+            (sandbox.home_source / ".cache").mkdir(parents=True, exist_ok=True)
+            continue
+        if parent in (PRIVATE_TMP, job_home()):
+            continue
+        if parent == "/":
+            raise SandboxError(f"declared output {out.path!r}: outputs directly in / are refused")
+        os.makedirs(parent, exist_ok=True)
+        wanted.append(parent)
+    outermost: list[str] = []
+    for path in sorted(set(wanted), key=lambda p: (p.count("/"), p)):
+        if not any(is_within(path, o) for o in outermost):
+            outermost.append(path)
+    for index, path in enumerate(outermost):
+        if any(ch in path for ch in _OVERLAY_FORBIDDEN):
+            raise SandboxError(f"output directory {path!r} contains a character overlayfs refuses")
+        root = WritableRoot(path=path, stage=sandbox.stage / "roots" / str(index))
+        for directory in (root.upper, root.work, root.merged):
+            directory.mkdir(parents=True)
+        sandbox.roots.append(root)
+
+
+def host_location(workdir: Path, path: str) -> str:
+    """Where an output (relative to workdir, `../x` or absolute) lives on the host, symlinks of
+    its directory resolved."""
+    location = os.path.normpath(os.path.join(workdir, path))
+    return os.path.join(os.path.realpath(os.path.dirname(location)), os.path.basename(location))
+
+
 def sandbox_argv(
     command: str,
     *,
@@ -61,60 +233,205 @@ def sandbox_argv(
     sandbox: Sandbox,
     network: bool,
     hidden: Sequence[Path] = (),
-    visible: Sequence[Path] = (),
+    visible: Sequence[Path | str] = (),
 ) -> list[str]:
-    """argv that runs `command` (through `sh -c`) in the sandbox described in the docstring."""
-    wd = str(workdir)
-    if any(ch in wd or ch in str(sandbox.stage) for ch in _OVERLAY_FORBIDDEN):
-        raise ValueError(f"path {wd!r} contains a character overlayfs options cannot carry")
+    """argv that runs `command` (through `sh -c`) in the sandbox described in the docstring.
+
+    `visible`: paths the job reads (read-only); `hidden`: paths covered by an empty tmpfs.
+    """
+    wd = os.path.normpath(workdir)
+    for path in (wd, str(sandbox.stage)):
+        if any(ch in path for ch in _OVERLAY_FORBIDDEN):
+            raise SandboxError(f"path {path!r} contains a character overlayfs options cannot carry")
+    overlays = _overlay_mounts(sandbox, wd)
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
-    options = f"lowerdir={wd},upperdir={sandbox.upper},workdir={sandbox.work}"
+    home = job_home()
     bwrap = [
         "bwrap",
         "--unshare-all",
         *(["--share-net"] if network else []),
         "--die-with-parent",
         "--new-session",
-        "--ro-bind",
-        "/",
-        "/",
-        "--tmpfs",
-        "/tmp",
-    ]
-    # The private /tmp hides whatever lived there: give back, read-only, what the job needs
-    # (before the working directory is bound, which may lie below one of these).
-    for path in _under_tmp(visible, workdir):
-        bwrap += ["--ro-bind", str(path), str(path)]
-    bwrap += [
-        "--bind",
-        wd,
-        wd,
+        *_system_view(),
         "--dev",
         "/dev",
         "--proc",
         "/proc",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/var/tmp",
+        "--bind",
+        str(sandbox.tmp),
+        PRIVATE_TMP,
     ]
-    for path in hidden:
-        bwrap += ["--tmpfs", str(path)]
+    if sandbox.home is not None or sandbox.home_on_disk:
+        home_mount = ["--bind", str(sandbox.home_source), home]
+    else:  # in memory: nothing to create or remove on disk per job
+        home_mount = ["--tmpfs", home, "--dir", os.path.join(home, ".cache")]
+    mounts: list[tuple[str, list[str]]] = [(home, home_mount)]
+    exposed: list[str] = [wd, *(r.path for r in sandbox.roots)]  # the private home is PoX-free
+    for bind in _readable_binds(visible, covered=[wd, *(r.path for r in sandbox.roots)]):
+        mounts.append((bind.dest, ["--ro-bind-try", bind.source, bind.dest]))
+        exposed.append(bind.dest)
+    for root in sandbox.roots:
+        mounts.append((root.path, ["--bind", str(root.merged), root.path]))
+    mounts.append((wd, ["--bind", str(sandbox.merged), wd]))
+    mounts.sort(key=lambda m: m[0].count("/"))  # parents before what is mounted inside them
+    for _, args in mounts:
+        bwrap += args
+    for path in _hidden(hidden, exposed, wd, [r.path for r in sandbox.roots]):
+        bwrap += ["--tmpfs", path]
+    bwrap += _masked_secrets()
     if network:
-        bwrap += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
-    bwrap += ["--chdir", wd, "--cap-drop", "ALL", "--", "sh", "-c", command]
-    mount_then_exec = 'mount -t overlay pox-job -o "$0" "$1" && shift && exec "$@"'
-    return [*unshare, "--", "sh", "-c", mount_then_exec, options, wd, *bwrap]
+        resolv = os.path.realpath("/etc/resolv.conf")
+        if resolv != "/etc/resolv.conf" and not any(is_within(resolv, t) for t in SYSTEM_TREES):
+            bwrap += ["--ro-bind-try", resolv, resolv]
+    # Writes anywhere else fail loudly ("Read-only file system") instead of vanishing.
+    bwrap += ["--remount-ro", "/", "--chdir", wd, "--cap-drop", "ALL", "--", "sh", "-c", command]
+    mount_then_exec = (
+        'while [ "$1" != -- ]; do mount -t overlay pox-job -o "$1" "$2" || exit 125; shift 2; '
+        'done; shift; exec "$@"'
+    )
+    return [*unshare, "--", "sh", "-c", mount_then_exec, "pox-sandbox", *overlays, "--", *bwrap]
 
 
-def _under_tmp(paths: Sequence[Path], workdir: Path) -> list[Path]:
-    """The existing paths below /tmp that workdir's own bind does not cover, outermost first."""
-    out: list[Path] = []
-    for path in sorted({Path(os.path.realpath(p)) for p in paths}):
-        if not path.exists() or not path.is_relative_to("/tmp") or path == Path("/tmp"):
-            continue
-        if path.is_relative_to(workdir) or any(path.is_relative_to(o) for o in out):
-            continue
-        out.append(path)
+def _overlay_mounts(sandbox: Sandbox, workdir: str) -> list[str]:
+    """`options mountpoint` pairs: the working directory's overlay, then one per output root."""
+    sandbox.merged.mkdir(exist_ok=True)
+    layers = [(workdir, sandbox.upper, sandbox.work, sandbox.merged)]
+    layers += [(r.path, r.upper, r.work, r.merged) for r in sandbox.roots]
+    out: list[str] = []
+    for lower, upper, work, merged in layers:
+        out += [f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)]
     return out
+
+
+@lru_cache(maxsize=1)
+def _system_view() -> tuple[str, ...]:
+    args: list[str] = []
+    for tree in SYSTEM_TREES:
+        if os.path.islink(tree):
+            args += ["--symlink", os.readlink(tree), tree]
+        elif os.path.isdir(tree):
+            args += ["--ro-bind", tree, tree]
+    return tuple(args)
+
+
+@lru_cache(maxsize=1)
+def _masked_secrets() -> tuple[str, ...]:
+    if os.geteuid() != 0:
+        return ()
+    args: list[str] = []
+    for pattern in _ROOT_ONLY_SECRETS:
+        for path in sorted(glob.glob(pattern)):
+            if os.path.islink(path):
+                continue
+            if os.path.isdir(path):
+                args += ["--tmpfs", path]
+            else:
+                args += ["--ro-bind", "/dev/null", path]
+    return tuple(args)
+
+
+@dataclass(frozen=True)
+class _Bind:
+    source: str
+    dest: str
+
+
+def _readable_binds(paths: Iterable[Path | str], *, covered: Sequence[str]) -> list[_Bind]:
+    """Read-only binds for `paths` not already inside the view, outermost first."""
+    wanted: dict[str, str] = {}
+    state = pox_state_dirs()
+    for raw in paths:
+        given = os.path.normpath(os.path.abspath(raw))
+        real = os.path.realpath(given)
+        if _never_readable(real, state) or _never_readable(given, state):
+            continue
+        for dest in {given, real}:
+            if dest == "/" or any(is_within(dest, t) for t in SYSTEM_TREES):
+                continue
+            if any(is_within(dest, c) for c in covered):
+                continue
+            wanted[dest] = real
+    if len(wanted) > _MAX_READABLE_BINDS:
+        wanted = _by_directory(wanted)
+    out: list[_Bind] = []
+    for dest in sorted(wanted, key=lambda p: (p.count("/"), p)):
+        if any(is_within(dest, b.dest) for b in out):
+            continue
+        out.append(_Bind(wanted[dest], dest))
+    return out
+
+
+def _never_readable(path: str, state: Sequence[str]) -> bool:
+    """A declared path the job still must not read: PoX's state, kernel and runtime trees,
+    sockets (a bind would make them connectable)."""
+    if ".pox" in path.split("/") or any(is_within(path, d) for d in state):
+        return True
+    if any(is_within(path, d) for d in ("/run", "/var/run", "/proc", "/dev")):
+        return True
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _by_directory(wanted: Mapping[str, str]) -> dict[str, str]:
+    """Expose files through their directory (fewer mounts), except in shared directories."""
+    shared = {"/", PRIVATE_TMP, "/var/tmp", "/home", job_home()}
+    out: dict[str, str] = {}
+    for dest, real in wanted.items():
+        parent = os.path.dirname(dest)
+        if os.path.isdir(real) or parent in shared:
+            out[dest] = real
+        else:
+            out[parent] = os.path.realpath(parent)
+    return out
+
+
+def _hidden(
+    extra: Sequence[Path], exposed: Sequence[str], workdir: str, roots: Sequence[str]
+) -> list[str]:
+    """PoX's state inside the view: `.pox` of each exposed directory, PoX's config and data."""
+    candidates = [os.path.join(workdir, ".pox"), *(str(p) for p in extra)]
+    candidates += [os.path.join(e, ".pox") for e in exposed if e != workdir]
+    for root in roots:  # an output's directory may hold other runs' working directories
+        with os.scandir(root) as entries:
+            candidates += [os.path.join(e.path, ".pox") for e in entries if e.is_dir()]
+    candidates += pox_state_dirs()
+    out: list[str] = []
+    for path in candidates:
+        path = os.path.normpath(path)
+        if path in out or not os.path.isdir(path):
+            continue
+        roots = [*exposed, *SYSTEM_TREES]
+        if any(is_within(path, root) for root in roots):
+            out.append(path)
+    return out
+
+
+def pox_state_dirs() -> list[str]:
+    """PoX's configuration and data directories (profiles, keystores, deployments)."""
+    home = os.path.expanduser("~")
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    return [os.path.join(config, "pox"), os.path.join(data, "pox")]
+
+
+def is_within(path: str, root: str) -> bool:
+    """`path` is `root` or lies below it (both normalized absolute paths)."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def commit_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec]) -> list[str]:
+    """`commit.commit_outputs`, where the docker backend imports it from."""
+    from pox_executor.enclave.commit import commit_outputs as commit
+
+    return commit(sandbox, workdir, outputs)
 
 
 def interpreter_paths() -> list[Path]:
@@ -122,52 +439,23 @@ def interpreter_paths() -> list[Path]:
     return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent]
 
 
-def create_sandbox(stage: Path) -> Sandbox:
-    sandbox = Sandbox(stage)
-    shutil.rmtree(stage, ignore_errors=True)
-    sandbox.upper.mkdir(parents=True)
-    sandbox.work.mkdir(parents=True)
-    return sandbox
+def path_prefixes(search_path: str) -> tuple[Path, ...]:
+    """The software prefixes of a `PATH` (`~/.cargo` for `~/.cargo/bin`): tools and their
+    libraries stay usable although the home directory is private."""
+    return _path_prefixes(search_path, os.path.normpath(os.path.expanduser("~")))
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _move_tree(src: Path, dst: Path) -> None:
-    """Move src onto dst; a directory that already exists at dst is merged file by file."""
-    if dst.is_dir() and not dst.is_symlink() and src.is_dir():
-        for child in src.iterdir():
-            _move_tree(child, dst / child.name)
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_dir() and not dst.is_symlink():
-        shutil.rmtree(dst)
-    os.replace(src, dst) if _same_device(src, dst.parent) else shutil.move(str(src), str(dst))
-
-
-def _same_device(a: Path, b: Path) -> bool:
-    return os.lstat(a).st_dev == os.stat(b).st_dev
-
-
-def commit_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec]) -> list[str]:
-    """Move declared outputs from the upper layer into workdir; return the discarded writes."""
-    for out in outputs:
-        staged = sandbox.upper / out.path
-        try:
-            st = os.lstat(staged)
-        except FileNotFoundError:
+@lru_cache(maxsize=8)
+def _path_prefixes(search_path: str, home: str) -> tuple[Path, ...]:
+    out: list[Path] = []
+    for entry in search_path.split(os.pathsep):
+        if not os.path.isabs(entry):
             continue
-        if _is_whiteout(st):
+        entry = os.path.normpath(entry)
+        bin_like = os.path.basename(entry) in ("bin", "sbin", "condabin")
+        prefix = os.path.dirname(entry) if bin_like else entry
+        if prefix in ("/", home, PRIVATE_TMP, "/var/tmp", "/home", "/run") or not prefix:
             continue
-        _move_tree(staged, workdir / out.path)
-    discarded: list[str] = []
-    for root, dirs, files in os.walk(sandbox.upper):
-        for name in files:
-            full = Path(root) / name
-            rel = full.relative_to(sandbox.upper).as_posix()
-            kind = "deleted" if _is_whiteout(os.lstat(full)) else "wrote"
-            discarded.append(f"{kind} {rel}")
-        dirs.sort()
-    shutil.rmtree(sandbox.stage, ignore_errors=True)
-    return sorted(discarded)
+        if os.path.isdir(prefix):
+            out.append(Path(prefix))
+    return tuple(out)

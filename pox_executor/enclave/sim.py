@@ -1,30 +1,41 @@
 """The `sim` backend: bubblewrap isolation plus honest simulated evidence.
 
-Isolation is real (see `isolation`); the evidence is not hardware evidence: a platform key made
-fresh for this run signs a `sim-report` whose debug flag is always set, and strict verification
-rejects it. Where bubblewrap cannot run, the backend says so once and every statement records that
-the job ran without isolation.
+Isolation is real: the view and the overlays are built by `isolation`, the writes kept or
+discarded by `commit`, the environment filtered by `jobenv` (docs/isolation.md). The evidence is
+not hardware evidence: a platform key made fresh for this run signs a `sim-report` whose debug
+flag is always set, and strict verification rejects it. Where bubblewrap cannot run, the backend
+says so once and every statement records that the job ran without isolation (its environment is
+filtered all the same, and it still gets a private TMPDIR).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import threading
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pox_executor.enclave.commit import commit_job_outputs
 from pox_executor.enclave.environment import host_environment
 from pox_executor.enclave.evidence import Evidence, produce_sim_evidence
 from pox_executor.enclave.isolation import (
+    HOST_DIRECTORY_VARIABLES,
+    PRIVATE_TMP,
+    Sandbox,
+    SandboxError,
     bubblewrap_version,
-    commit_outputs,
     create_sandbox,
     interpreter_paths,
+    job_home,
+    path_prefixes,
+    plan_outputs,
     sandbox_argv,
 )
+from pox_executor.enclave.jobenv import job_environment
 from pox_executor.enclave.jobprocess import (
     RunningJobs,
     kill_process_group,
@@ -39,12 +50,20 @@ from pox_executor.primitives import utc_now
 
 
 class SimRuntime:
-    """Default backend. `isolate=False` runs jobs directly (recorded as not isolated)."""
+    """Default backend. `isolate=False` runs jobs directly (recorded as not isolated).
+
+    `shared_home=True` gives every job of the run one home directory (`.pox/home` of the working
+    directory, kept between runs) instead of a fresh private one per job.
+    """
 
     name = "sim"
 
-    def __init__(self, *, isolate: bool = True, stage_root: Path | None = None) -> None:
+    def __init__(
+        self, *, isolate: bool = True, stage_root: Path | None = None, shared_home: bool = False
+    ) -> None:
         self._want_isolation = isolate
+        self._want_shared_home = shared_home
+        self._shared_home: Path | None = None
         self._isolated = False
         self._why_not = "isolation disabled by setting"
         self._platform_key = Ed25519PrivateKey.generate()
@@ -56,6 +75,8 @@ class SimRuntime:
     def prepare(self, workdir: Path) -> None:
         self._workdir = workdir
         self._stage_root = stage_root_for(workdir, self._stage_root)
+        if self._want_shared_home:
+            self._shared_home = workdir / ".pox" / "home"
         if not self._want_isolation:
             return
         version = bubblewrap_version()
@@ -66,6 +87,7 @@ class SimRuntime:
         self._isolated = not self._why_not
 
     def _probe(self, workdir: Path) -> str:
+        """Run one trivial job through the real sandbox; '' when it worked, else why not."""
         assert self._stage_root is not None
         sandbox = create_sandbox(self._stage_root / "probe")
         try:
@@ -74,24 +96,21 @@ class SimRuntime:
                 workdir=workdir,
                 sandbox=sandbox,
                 network=False,
-                hidden=self._hidden(workdir),
                 visible=interpreter_paths(),
             )
-        except ValueError as exc:
-            commit_outputs(sandbox, workdir, [])
+        except SandboxError as exc:
+            commit_job_outputs(sandbox, workdir, ())
             return str(exc)
         try:
             result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
+            commit_job_outputs(sandbox, workdir, ())
             return f"sandbox probe failed to start: {exc}"
         staged = (sandbox.upper / ".pox-probe").exists()
-        commit_outputs(sandbox, workdir, [])
+        commit_job_outputs(sandbox, workdir, ())
         if result.returncode != 0 or not staged:
             return f"sandbox probe failed: {result.stderr.strip()[:300] or 'no output'}"
         return ""
-
-    def _hidden(self, workdir: Path) -> list[Path]:
-        return [workdir / ".pox"] if (workdir / ".pox").is_dir() else []
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -101,7 +120,11 @@ class SimRuntime:
 
     def describe_isolation(self) -> str:
         if self._isolated:
-            return f"{bubblewrap_version()} + private overlay of the working directory"
+            home = "one shared home" if self._shared_home else "private home per job"
+            return (
+                f"{bubblewrap_version()} + allowlisted read-only view, private overlay of the "
+                f"working directory, {home}"
+            )
         return f"none: {self._why_not}"
 
     def image_digest(self) -> str:
@@ -130,22 +153,22 @@ class SimRuntime:
 
     def run(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        sandbox = None
-        if self._isolated:
-            assert self._stage_root is not None
-            sandbox = create_sandbox(self._stage_root / spec.invocation_id)
-            argv = sandbox_argv(
-                spec.command,
-                workdir=spec.workdir,
-                sandbox=sandbox,
-                network=spec.network,
-                hidden=self._hidden(spec.workdir),
-                visible=interpreter_paths(),
-            )
-        else:
-            argv = ["sh", "-c", spec.command]
-        env = {**os.environ, **spec.env}
+        assert self._stage_root is not None
+        sandbox = create_sandbox(self._stage_root / spec.invocation_id, home=self._shared_home)
         started = utc_now()
+        try:
+            argv, private = self._argv(spec, sandbox)
+        except SandboxError as exc:
+            _note(spec.log_path, f"PoX: the job was not started: {exc}")
+            commit_job_outputs(sandbox, spec.workdir, ())
+            return self._outcome(spec, 126, started, (), ())
+        env, passed = job_environment(
+            os.environ,
+            passthrough=spec.env_passthrough,
+            job=spec.env,
+            sandbox=private,
+            unset=HOST_DIRECTORY_VARIABLES if self._isolated else (),
+        )
         with open(spec.log_path, "ab") as log_file:
             process = start_process(
                 argv,
@@ -157,18 +180,55 @@ class SimRuntime:
             stop = functools.partial(kill_process_group, process)
             with self._jobs.running(spec.invocation_id, stop):
                 code = wait_process(process, cancelled, stop)
-        finished = utc_now()
-        discarded: list[str] = []
-        if sandbox is not None:
-            discarded = commit_outputs(sandbox, spec.workdir, spec.outputs)
+        if not self._isolated:
+            shutil.rmtree(sandbox.stage, ignore_errors=True)
+            return self._outcome(spec, code, started, (), passed)
+        result = commit_job_outputs(sandbox, spec.workdir, spec.outputs)
+        if result.rejected:
+            _note(spec.log_path, *(f"PoX: {r}" for r in result.rejected))
+            code = code or 1
+        return self._outcome(spec, code, started, summarize_discarded(result.discarded), passed)
+
+    def _argv(self, spec: JobSpec, sandbox: Sandbox) -> tuple[list[str], dict[str, str]]:
+        """The command line and the variables the sandbox sets (private TMPDIR and HOME)."""
+        if not self._isolated:
+            tmp = str(sandbox.tmp)
+            return ["sh", "-c", spec.command], {"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+        plan_outputs(sandbox, spec.workdir, spec.outputs)
+        search_path = os.environ.get("PATH", "")
+        argv = sandbox_argv(
+            spec.command,
+            workdir=spec.workdir,
+            sandbox=sandbox,
+            network=spec.network,
+            visible=[*interpreter_paths(), *path_prefixes(search_path), *spec.readable],
+        )
+        private = {"TMPDIR": PRIVATE_TMP, "TMP": PRIVATE_TMP, "TEMP": PRIVATE_TMP}
+        return argv, {**private, "HOME": job_home()}
+
+    def _outcome(
+        self,
+        spec: JobSpec,
+        code: int,
+        started: str,
+        discarded: tuple[str, ...],
+        passed: tuple[str, ...],
+    ) -> RunOutcome:
         return RunOutcome(
             exit_code=code,
             started_on=started,
-            finished_on=finished,
+            finished_on=utc_now(),
             isolated=self._isolated,
             isolation=self.describe_isolation(),
-            discarded_writes=summarize_discarded(discarded),
+            discarded_writes=discarded,
+            environment_names=passed,
         )
 
     def cancel_all(self) -> None:
         self._jobs.stop_all()
+
+
+def _note(log_path: Path, *lines: str) -> None:
+    """Append PoX's own lines to the job log (what the user reads when the job fails)."""
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)

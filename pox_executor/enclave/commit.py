@@ -1,0 +1,183 @@
+"""Committing a sandboxed job's writes: declared outputs move to the host, the rest is discarded.
+
+After the job, each declared output (outputs, logs, benchmarks) is moved from where the sandbox
+staged it (the working directory's overlay, the overlay of an output directory outside it, the
+private /tmp or $HOME) to its real place. What is kept beside them:
+
+- the whole tree of a `directory()` output;
+- the target of a symlink output when the job wrote that target inside the working directory
+  (Snakemake's `ln -s dir_to_link_to symlinked_dir`): the output's digest covers it.
+
+Refused (the job fails and the output is not committed): a symlink output, or a symlink inside
+a directory output, whose target leaves the working directory or points into `.pox/`, unless the
+target is another output of the same job. Everything else the job wrote or deleted is discarded
+and reported (`wrote x`, `deleted x`); the private /tmp and $HOME are scratch, dropped silently.
+
+A move within one file system is a rename; across file systems a file is copied beside its
+destination and renamed into place, so a crash never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pox_executor.enclave.isolation import (
+    PRIVATE_TMP,
+    Sandbox,
+    host_location,
+    is_within,
+    job_home,
+)
+from pox_executor.enclave.runtime import OutputSpec
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What became of a job's writes."""
+
+    discarded: tuple[str, ...]  # `wrote x` / `deleted x`, sorted
+    rejected: tuple[str, ...]  # one message per output that was refused, naming it
+
+
+def commit_job_outputs(
+    sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec]
+) -> CommitResult:
+    """Move the declared outputs to their places; report what was discarded or refused."""
+    real_workdir = os.path.realpath(workdir)
+    destinations = [host_location(workdir, o.path) for o in outputs]
+    rejected: list[str] = []
+    for out, destination in zip(outputs, destinations, strict=True):
+        staged = _staged(sandbox, real_workdir, destination)
+        if staged is None or _missing(staged):
+            continue
+        if os.path.realpath(staged.parent) != os.path.normpath(staged.parent):
+            # The job made a directory on the way a symlink: following it would move host files.
+            rejected.append(f"output {out.path!r} was not committed: its directory is a symlink")
+            continue
+        problem = _escaping_link(staged, destination, real_workdir, destinations)
+        if problem:
+            rejected.append(f"output {out.path!r} was not committed: {problem}")
+            continue
+        if staged.is_symlink():
+            _commit_link_target(sandbox, staged, destination, real_workdir)
+        _move_tree(staged, Path(destination))
+    discarded = _leftovers(sandbox)
+    shutil.rmtree(sandbox.stage, ignore_errors=True)
+    return CommitResult(discarded=tuple(sorted(discarded)), rejected=tuple(rejected))
+
+
+def commit_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec]) -> list[str]:
+    """`commit_job_outputs` for callers that only report: refused outputs are listed as such."""
+    result = commit_job_outputs(sandbox, workdir, outputs)
+    return [*result.discarded, *(f"refused {r}" for r in result.rejected)]
+
+
+def _staged(sandbox: Sandbox, real_workdir: str, destination: str) -> Path | None:
+    if is_within(destination, real_workdir):
+        return sandbox.upper / os.path.relpath(destination, real_workdir)
+    for root in sorted(sandbox.roots, key=lambda r: -len(r.path)):
+        if is_within(destination, root.path):
+            return root.upper / os.path.relpath(destination, root.path)
+    privates = [(PRIVATE_TMP, sandbox.tmp)]
+    if sandbox.home is not None or sandbox.home_on_disk:
+        privates.append((job_home(), sandbox.home_source))
+    for private, source in sorted(privates, key=lambda p: -len(p[0])):  # innermost first
+        if is_within(destination, private):
+            return source / os.path.relpath(destination, private)
+    return None
+
+
+def _missing(staged: Path) -> bool:
+    try:
+        st = os.lstat(staged)
+    except FileNotFoundError:
+        return True
+    return _is_whiteout(st)
+
+
+def _escaping_link(
+    staged: Path, destination: str, real_workdir: str, outputs: Sequence[str]
+) -> str:
+    """Why a symlink at (or inside) this output leaves the job's reach, or '' when none does."""
+    links: list[tuple[Path, str]] = []
+    if staged.is_symlink():
+        links.append((staged, destination))
+    elif staged.is_dir():
+        for root, dirs, files in os.walk(staged):
+            for name in (*dirs, *files):
+                entry = Path(root) / name
+                if entry.is_symlink():
+                    links.append((entry, os.path.join(destination, entry.relative_to(staged))))
+    for entry, final in links:
+        target = os.readlink(entry)
+        resolved = os.path.normpath(os.path.join(os.path.dirname(final), target))
+        real = os.path.realpath(resolved)
+        pox_dir = os.path.join(real_workdir, ".pox")
+        for candidate in {resolved, real}:
+            inside = is_within(candidate, real_workdir) and not is_within(candidate, pox_dir)
+            if not inside and not any(is_within(candidate, o) for o in outputs):
+                where = "" if final == destination else f" ({final})"
+                return f"symlink{where} points to {target!r}, outside the working directory"
+    return ""
+
+
+def _commit_link_target(
+    sandbox: Sandbox, staged: Path, destination: str, real_workdir: str
+) -> None:
+    target = os.path.normpath(os.path.join(os.path.dirname(destination), os.readlink(staged)))
+    if not is_within(target, real_workdir) or target == real_workdir:
+        return
+    written = sandbox.upper / os.path.relpath(target, real_workdir)
+    if not _missing(written) and not written.is_symlink():
+        _move_tree(written, Path(target))
+
+
+def _leftovers(sandbox: Sandbox) -> list[str]:
+    out: list[str] = []
+    uppers = [(sandbox.upper, "")] + [(r.upper, r.path) for r in sandbox.roots]
+    for upper, prefix in uppers:
+        for root, dirs, files in os.walk(upper):
+            dirs.sort()
+            for name in files:
+                full = Path(root) / name
+                rel = full.relative_to(upper).as_posix()
+                shown = f"{prefix}/{rel}" if prefix else rel
+                kind = "deleted" if _is_whiteout(os.lstat(full)) else "wrote"
+                out.append(f"{kind} {shown}")
+    return out
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _move_tree(src: Path, dst: Path) -> None:
+    """Move src onto dst; a directory that already exists at dst is merged file by file."""
+    if dst.is_dir() and not dst.is_symlink() and src.is_dir() and not src.is_symlink():
+        for child in src.iterdir():
+            if not _is_whiteout(os.lstat(child)):
+                _move_tree(child, dst / child.name)
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_dir() and not dst.is_symlink():
+        shutil.rmtree(dst)
+    if os.lstat(src).st_dev == os.stat(dst.parent).st_dev:
+        os.replace(src, dst)
+    elif src.is_dir() and not src.is_symlink():
+        dst.mkdir()
+        for child in src.iterdir():
+            _move_tree(child, dst / child.name)
+    else:
+        # Another file system: copy beside the destination, then rename into place.
+        partial = dst.with_name(f".{dst.name}.pox-partial")
+        if src.is_symlink():
+            os.symlink(os.readlink(src), partial)
+        else:
+            shutil.copy2(src, partial)
+        os.replace(partial, dst)
+        os.unlink(src)
