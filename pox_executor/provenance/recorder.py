@@ -10,6 +10,7 @@ It knows nothing of Snakemake: the plugin hands it plain `JobFacts`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from pox_executor.provenance.digests import DigestCache, FileDigest, Hasher
 from pox_executor.provenance.dsse import serialize_envelope, sign_envelope
 from pox_executor.provenance.keys import SigningKey
 from pox_executor.provenance.log import RunLog
+from pox_executor.provenance.names import local_path
 from pox_executor.provenance.statement import (
     KIND_CODE,
     KIND_ENVIRONMENT,
@@ -205,8 +207,13 @@ class RunRecorder:
 
     def record_sources(self, sources: Sequence[str], config: Mapping[str, Any]) -> None:
         """Hash the workflow sources and config once per session; store them in run.json."""
-        existing = [s for s in sources if (self.workdir / s).is_file()]
-        self.source_digests = self.hasher.digest_paths(sorted(set(existing)), base=self.workdir)
+        # Names follow provenance.names: `external:/abs` for sources outside the workdir.
+        existing = sorted({s for s in sources if local_path(s, self.workdir).is_file()})
+        self.source_digests = [
+            dataclasses.replace(d, path=s)
+            for s in existing
+            for d in self.hasher.digest_paths([str(local_path(s, self.workdir))], base=Path("/"))
+        ]
         config_bytes = json.dumps(config, sort_keys=True, default=str).encode("utf-8")
         with self._lock:
             self.bundle.meta["workflow_sources"] = [
