@@ -121,13 +121,28 @@ def pytest_collection_modifyitems(
     items[:] = kept
 
 
+_JOB_LOG = re.compile(r"job log: (/\S+\.log)")
+
+
 def _cause(report: pytest.TestReport) -> str:
-    """One line saying why the test failed: the exception's last line in the traceback."""
+    """One line saying why the test failed: a failed pox job's last log line when there is one,
+    else the exception's message."""
+    captured = "\n".join(text for _, text in report.sections) + "\n" + report.longreprtext
+    for path in _JOB_LOG.findall(captured):
+        try:
+            lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        useful = [line.strip() for line in lines if line.strip()]
+        errors = [
+            line for line in useful if re.search(r"error|exception|denied|not found", line, re.I)
+        ]
+        if errors or useful:
+            return f"job: {(errors or useful)[-1]}"[:300]
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    first = lines[0] if lines else "failed"
-    return first[:300]
+    return (lines[0] if lines else "failed")[:300]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

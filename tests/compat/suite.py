@@ -102,7 +102,11 @@ def run_suite(
     env.update(
         POX_COMPAT_EXECUTOR=executor,
         POX_COMPAT_RESULTS=str(results),
-        PYTHONPATH=os.pathsep.join([str(HERE), str(source_root)]),
+        # POX_COMPAT_CODE: a snapshot of the PoX tree to measure (edits during a long run then
+        # do not change what is measured).
+        PYTHONPATH=os.pathsep.join(
+            [p for p in (os.environ.get("POX_COMPAT_CODE"), str(HERE), str(source_root)) if p]
+        ),
     )
     if scratch is not None:
         # Snakemake's source cache and every test's temporary directory stay in the scratch area.
