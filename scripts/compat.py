@@ -46,10 +46,12 @@ def _save_baseline(run: SuiteRun, path: Path) -> None:
     path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _load_baseline(path: Path) -> SuiteRun:
+def _load_baseline(path: Path, executor: str = "local") -> SuiteRun:
+    if not path.is_file():
+        raise CompatError(f"{path} is missing: run scripts/compat.py --only {executor} first")
     document = json.loads(path.read_text(encoding="utf-8"))
     return SuiteRun(
-        executor="local",
+        executor=executor,
         tests=document["tests"],
         excluded=document["excluded"],
         seconds=float(document["seconds"]),
@@ -58,11 +60,53 @@ def _load_baseline(path: Path) -> SuiteRun:
     )
 
 
+def _run_local(sdist: Path, out: Path, version: str, args: argparse.Namespace) -> SuiteRun:
+    baseline = _baseline_path(version)
+    if baseline.is_file() and not args.fresh_local and not args.keyword:
+        local = _load_baseline(baseline)
+        print(f"== local executor: reusing {baseline} ({local.seconds:.0f} s when measured)")
+        return local
+    print(f"== local executor: snakemake {version} tests (long; cached afterwards)")
+    source = extract(sdist, out / "local" / "src")
+    local = run_suite(
+        source,
+        "local",
+        out / "local.json",
+        keyword=args.keyword,
+        timeout_per_test=args.timeout,
+        scratch=out / "local",
+    )
+    if not args.keyword:
+        _save_baseline(local, baseline)
+    return local
+
+
+def _run_pox(sdist: Path, out: Path, version: str, args: argparse.Namespace) -> SuiteRun:
+    print(f"== pox executor (--pox-chain none, sim backend): snakemake {version} tests")
+    source = extract(sdist, out / "pox" / "src")
+    pox = run_suite(
+        source,
+        "pox",
+        out / "pox.json",
+        keyword=args.keyword,
+        timeout_per_test=args.timeout,
+        scratch=out / "pox",
+    )
+    _save_baseline(pox, out / "pox-run.json")
+    return pox
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests-version", default=None, help="default: installed snakemake")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "compat")
     parser.add_argument("--fresh-local", action="store_true", help="re-run the local baseline")
+    parser.add_argument(
+        "--only",
+        choices=("local", "pox", "table"),
+        default=None,
+        help="run one executor and keep its result, or tabulate the kept results",
+    )
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per test")
     args = parser.parse_args(argv)
@@ -70,39 +114,22 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out.resolve()
     try:
         sdist = ensure_sdist(version)
-        baseline = _baseline_path(version)
-        if baseline.is_file() and not args.fresh_local and not args.keyword:
-            local = _load_baseline(baseline)
-            print(f"== local executor: reusing {baseline} ({local.seconds:.0f} s when measured)")
+        if args.only == "local":
+            _run_local(sdist, out, version, args)
+            return 0
+        if args.only == "pox":
+            _run_pox(sdist, out, version, args)
+            return 0
+        local = _run_local(sdist, out, version, args)
+        if args.only == "table":
+            pox = _load_baseline(out / "pox-run.json", "pox")
         else:
-            print(f"== local executor: snakemake {version} tests (long; cached afterwards)")
-            source = extract(sdist, out / "local" / "src")
-            local = run_suite(
-                source,
-                "local",
-                out / "local.json",
-                keyword=args.keyword,
-                timeout_per_test=args.timeout,
-                scratch=out / "local",
-            )
-            if not args.keyword:
-                _save_baseline(local, baseline)
-        print(f"== pox executor (--pox-chain none, sim backend): snakemake {version} tests")
-        source = extract(sdist, out / "pox" / "src")
-        pox = run_suite(
-            source,
-            "pox",
-            out / "pox.json",
-            keyword=args.keyword,
-            timeout_per_test=args.timeout,
-            scratch=out / "pox",
-        )
+            pox = _run_pox(sdist, out, version, args)
     except CompatError as exc:
         print(f"compat: {exc}", file=sys.stderr)
         return 2
-    table = tabulate(
-        local, pox, load_causes(ROOT / "tests" / "compat" / "causes.json"), version=version
-    )
+    causes = load_causes(ROOT / "tests" / "compat" / "causes.json")
+    table = tabulate(local, pox, causes, version=version)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compat.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
     (out / "compat.md").write_text(render_markdown(table), encoding="utf-8")
