@@ -10,7 +10,7 @@ DEMO_CORES ?= 2
 export PATH := $(CURDIR)/.tools/node/node_modules/.bin:$(PATH)
 
 .PHONY: setup system-packages venv contracts-toolchain docker demo test lint typecheck \
-        test-contracts test-python test-package bench contracts clean
+        test-contracts test-python test-package bench contracts clean compat
 
 setup: system-packages venv contracts-toolchain docker
 
@@ -71,6 +71,12 @@ contracts: setup
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Snakemake's own test suite with the local executor and with pox (docs/compat.md): long; the
+# local baseline is cached in ~/.cache/pox-compat and reused (COMPAT_ARGS=--fresh-local re-runs it).
+compat: venv
+	$(BIN)/python -m pip install -q -e ".[compat]"
+	$(BIN)/python scripts/compat.py $(COMPAT_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools build contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache

@@ -7,9 +7,12 @@ here and returns plain data (`JobFacts`), so the recorder and runtimes never see
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pox_executor.errors import VerificationError
+from pox_executor.provenance.names import record_name
 from pox_executor.provenance.recorder import JobFacts, OutputFile
 
 NETWORK_RESOURCE = "pox_network"
@@ -23,13 +26,15 @@ def _flagged(item: Any, flag: str) -> bool:
 
 
 def _rel(path: Any, workdir: Path) -> str:
-    text = str(path)
-    if os.path.isabs(text):
-        try:
-            return Path(text).relative_to(workdir).as_posix()
-        except ValueError:
-            return text
-    return text
+    """The statement name of a job's file (`provenance.names.record_name`).
+
+    A path the rule cannot name (the working directory itself, a name with a newline) keeps its
+    text; the recorder then reports it.
+    """
+    try:
+        return record_name(str(path), workdir)
+    except (ValueError, VerificationError):
+        return str(path)
 
 
 def _named(namedlist: Any) -> dict[str, Any]:
@@ -66,7 +71,9 @@ def job_facts(job: Any, workdir: Path) -> JobFacts:
     shell_formatted = None
     if shell:
         try:
-            shell_formatted = str(job.shellcmd)
+            # What `shell()` runs (the Snakefile's globals, the module's scope), not Snakemake's
+            # display text (`job.shellcmd`), which formats with other names.
+            shell_formatted = format_shell(job) if _literal_shell(rule) else str(job.shellcmd)
         except Exception:
             shell_formatted = str(shell)
     conda = getattr(job, "conda_env_spec", None)
@@ -121,21 +128,112 @@ _THREAD_ENV = (
 )
 
 
-def direct_shell_command(job: Any) -> tuple[str, dict[str, str]] | None:
-    """The shell command that runs a plain `shell:` job exactly as Snakemake's `shell()` would.
+@dataclass(frozen=True)
+class DirectShell:
+    """A plain `shell:` job's command, formatted exactly as Snakemake's `shell()` formats it.
+
+    `body` is what Snakemake hands to `executable -c` (process prefix, command, suffix);
+    `too_long` says it exceeds one argument's limit, so it must run from a script file as
+    Snakemake runs it.
+    """
+
+    executable: str
+    body: str
+    env: dict[str, str]
+
+    @property
+    def too_long(self) -> bool:
+        from snakemake.shell import MAX_ARG_LEN
+
+        limit: int = MAX_ARG_LEN
+        return len(self.body.replace("'", r"'\''")) + 2 > limit
+
+
+def uses_output_cache(job: Any) -> bool:
+    """Whether Snakemake's between-workflow output cache (`cache:` with `--cache`) covers `job`."""
+    rule = getattr(job, "rule", None)
+    cache = getattr(rule, "cache", None)
+    settings = rule.workflow.workflow_settings if rule is not None else None
+    return bool(cache and cache.output and getattr(settings, "cache", None) is not None)
+
+
+def _shell_namespace(job: Any) -> dict[str, Any]:
+    """The names `shell()` sees inside the rule's generated function (executors/local.py).
+
+    The function's globals are the Snakefile's (or the module's, for module rules); its locals are
+    the arguments Snakemake's local executor passes to it, which win over globals.
+    """
+    rule = job.rule
+    variables = dict(getattr(rule.run_func, "__globals__", None) or rule.workflow.globals)
+    variables.update(
+        input=job.input._plainstrings(),
+        output=job.output._plainstrings(),
+        params=job.params,
+        wildcards=job.wildcards,
+        threads=job.threads,
+        resources=job.resources,
+        log=job.log._plainstrings(),
+        rule=rule.name,
+        conda_env=None,
+        container_img=None,
+        singularity_args="",
+        use_singularity=False,
+        env_modules=None,
+        bench_record=None,
+        jobid=job.jobid,
+        is_shell=True,
+        bench_iteration=None,
+        cleanup_scripts=True,
+        shadow_dir=None,
+        edit_notebook=None,
+        conda_base_path=None,
+        basedir=rule.basedir,
+        sourcecache_path=None,
+        runtime_sourcecache_path=None,
+        runtime_paths=None,
+    )
+    return variables
+
+
+def _literal_shell(rule: Any) -> bool:
+    """Whether the rule's `shell:` is a string literal, so `rule.shellcmd` is what runs.
+
+    The generated rule function evaluates the directive's expression again when the job runs
+    (an f-string, `"..." + config[...]`, a module's deferred `output.txt`); only for a literal is
+    the text Snakemake kept at parse time the text `shell()` receives. A literal is a constant of
+    the function's code.
+    """
+    code = getattr(getattr(rule, "run_func", None), "__code__", None)
+    return code is not None and any(
+        isinstance(c, str) and c == rule.shellcmd for c in code.co_consts
+    )
+
+
+def format_shell(job: Any) -> str:
+    """`rule.shellcmd` formatted as Snakemake's `shell()` formats it (snakemake.utils.format)."""
+    from snakemake.utils import QuotedFormatter, SequenceFormatter
+
+    formatter = SequenceFormatter(separator=" ")
+    formatter.element_formatter = QuotedFormatter(None)
+    return str(formatter.format(job.rule.shellcmd, **_shell_namespace(job)))
+
+
+def direct_shell_command(job: Any) -> DirectShell | None:
+    """The command that runs a plain `shell:` job exactly as Snakemake's `shell()` would.
 
     Re-invoking Snakemake costs 1-2 s per job; a plain shell job needs none of it. Returns None
-    (use the Snakemake subprocess) for anything else: group, run/script/notebook/wrapper rules,
-    shadow, benchmark, pipes and services, conda, containers, environment modules.
+    (use the Snakemake subprocess) for anything else: group jobs (pipes and services run as
+    groups), run/script/notebook/wrapper rules, shadow, benchmark, conda, containers,
+    environment modules, handover rules, a custom `shell_exec`, a `shell:` that is an
+    expression rather than a string literal, and a command Snakemake itself would fail to format
+    (the subprocess then reports Snakemake's own error).
     """
-    import shlex
-
     from snakemake.shell import shell
 
-    rule = job.rule
     if job.is_group() or getattr(job, "is_norun", False):
         return None
-    if not getattr(rule, "shellcmd", None):
+    rule = job.rule
+    if not getattr(rule, "shellcmd", None) or getattr(rule, "is_handover", False):
         return None
     if any(getattr(rule, attr, None) for attr in ("script", "notebook", "wrapper", "cwl")):
         return None
@@ -147,10 +245,12 @@ def direct_shell_command(job: Any) -> tuple[str, dict[str, str]] | None:
         return None
     if job.resources.get("shell_exec") is not None:
         return None
+    if not _literal_shell(rule):
+        return None
+    try:
+        command = format_shell(job)
+    except Exception:
+        return None
     executable = shell.get_executable() or "/bin/sh"
-    body = " ".join(
-        (shell._get_process_prefix(executable), str(job.shellcmd), shell._process_suffix)
-    )
-    threads = str(job.threads)
-    env = dict.fromkeys(_THREAD_ENV, threads)
-    return f"exec {shlex.quote(executable)} -c {shlex.quote(body)}", env
+    body = " ".join((shell._get_process_prefix(executable), command, shell._process_suffix)).strip()
+    return DirectShell(executable, body, dict.fromkeys(_THREAD_ENV, str(job.threads)))

@@ -7,6 +7,8 @@ the recorder signs and logs its statement, then the job is reported to Snakemake
 a retried job is recorded; a failed attempt is recorded as failed.
 """
 
+import os
+import shlex
 import threading
 import uuid
 from collections.abc import AsyncGenerator
@@ -28,8 +30,14 @@ from pox_executor import __version__
 from pox_executor.enclave.backends import BackendOptions, backend_names, create_runtime
 from pox_executor.enclave.runtime import EnclaveRuntime, JobSpec, OutputSpec
 from pox_executor.errors import PoxError
-from pox_executor.jobfacts import direct_shell_command, job_facts
+from pox_executor.jobfacts import (
+    DirectShell,
+    direct_shell_command,
+    job_facts,
+    uses_output_cache,
+)
 from pox_executor.provenance.bundle import STATUS_FAILED, STATUS_SUCCEEDED
+from pox_executor.provenance.names import EXTERNAL_PREFIX, is_external, record_name
 from pox_executor.provenance.recorder import JobFacts, RunRecorder, discarded_writes_line
 
 if TYPE_CHECKING:
@@ -145,6 +153,18 @@ common_settings = CommonSettings(
 class _Running:
     members: list[JobFacts]
     future: Future[str | None]
+    job: JobExecutorInterface | None = None  # set when Snakemake's output cache covers it
+
+
+def _done(result: str | None) -> Future[str | None]:
+    future: Future[str | None] = Future()
+    future.set_result(result)
+    return future
+
+
+def _local(name: str) -> str:
+    """Where a statement name lives, for the runtime: relative inside, absolute outside."""
+    return name[len(EXTERNAL_PREFIX) :] if is_external(name) else name
 
 
 class Executor(RemoteExecutor):  # type: ignore[misc]
@@ -194,6 +214,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             f"bundle {self.recorder.bundle.path}"
         )
         self._sources_recorded = False
+        self._readable_sources: set[str] | None = None
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pox-job")
         self._running: dict[str, _Running] = {}
         self._cancelled = threading.Event()
@@ -241,24 +262,91 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         )
 
     def _record_sources_once(self) -> None:
+        """Record every workflow source Snakemake loaded, with its digest, once per session.
+
+        Sources outside the working directory are named `external:/abs/path`
+        (`provenance.names`), never left out.
+        """
         if self._sources_recorded:
             return
         self._sources_recorded = True
+        names = sorted({record_name(p, self.workdir) for p in self._source_paths()})
+        config = dict(getattr(self.workflow, "config", {}) or {})
+        self.recorder.record_sources(names, config)
+
+    def _source_paths(self) -> list[Path]:
+        """Absolute paths of the workflow's source files (Snakefiles, includes, scripts...)."""
         try:
             sources = [str(s) for s in self.workflow.dag.get_sources()]
         except Exception:
             sources = []
         sources.append(str(self.workflow.main_snakefile))
-        rel = []
-        for s in sources:
-            p = Path(s)
-            p = p if p.is_absolute() else self.workdir / p
-            try:
-                rel.append(p.resolve().relative_to(self.workdir).as_posix())
-            except ValueError:
+        paths = []
+        for source in sources:
+            if "://" in source:
                 continue
-        config = dict(getattr(self.workflow, "config", {}) or {})
-        self.recorder.record_sources(rel, config)
+            path = Path(os.path.abspath(source))
+            if path.is_file():
+                paths.append(path)
+        return paths
+
+    def _readable(self, facts: list[JobFacts]) -> tuple[str, ...]:
+        """Absolute paths outside the working directory the job must read.
+
+        Every workflow source (and the main Snakefile's directory, which a spawned Snakemake
+        reads), the rule's script or notebook and declared inputs outside the working directory.
+        """
+        if self._readable_sources is None:
+            found = {str(p) for p in self._source_paths()}
+            found.add(os.path.dirname(os.path.abspath(str(self.workflow.main_snakefile))))
+            self._readable_sources = found
+        found = set(self._readable_sources)
+        for f in facts:
+            for name in (*f.inputs, f.script or "", *f.extra_code):
+                if is_external(name):
+                    found.add(name[len(EXTERNAL_PREFIX) :])
+        inside = str(self.workdir).rstrip("/") + "/"
+        return tuple(sorted(p for p in found if not (p + "/").startswith(inside)))
+
+    def _env_passthrough(self) -> tuple[str, ...]:
+        """Names declared with `envvars:` in the workflow or `--envvars` on the command line."""
+        names = set(getattr(self.workflow, "envvars", None) or ())
+        remote = getattr(self.workflow, "remote_execution_settings", None)
+        names.update(getattr(remote, "envvars", None) or ())
+        return tuple(sorted(str(n) for n in names))
+
+    def _spawn_command(self, job: JobExecutorInterface) -> str:
+        """Snakemake's own command for the job, run in this working directory.
+
+        `--directory` makes the spawned Snakemake ignore the Snakefile's `workdir:` directive (the
+        job already runs in the directory it chose; applying it again would nest it). A handover
+        rule receives every resource the main process has, as under the local executor.
+        """
+        parts = [self.format_job_exec(job), "--directory", shlex.quote(str(self.workdir))]
+        if not job.is_group() and getattr(job.rule, "is_handover", False):
+            handed = [
+                f"{name}={getattr(value, 'value', value)}"
+                for name, value in self.workflow.global_resources.items()
+                if not name.startswith("_") and getattr(value, "value", value) is not None
+            ]
+            if handed:
+                parts += ["--resources", *(shlex.quote(h) for h in handed)]
+        return " ".join(parts)
+
+    def _direct_command(self, direct: DirectShell, invocation_id: str) -> tuple[str, Path | None]:
+        """The argv string of a plain shell job and the script written for it, if any.
+
+        A command over one argument's limit (64 KiB) goes into a script under `.snakemake/`, as
+        Snakemake's `shell()` does, instead of failing with E2BIG.
+        """
+        executable = shlex.quote(direct.executable)
+        if not direct.too_long:
+            return f"exec {executable} -c {shlex.quote(direct.body)}", None
+        scripts = self.workdir / ".snakemake" / "pox-shell"
+        scripts.mkdir(parents=True, exist_ok=True)
+        script = scripts / f"{invocation_id}.sh"
+        script.write_text(direct.body + "\n", encoding="utf-8")
+        return f"exec {executable} {shlex.quote(str(script))}", script
 
     # -- Snakemake executor API -------------------------------------------------------------
 
@@ -269,16 +357,26 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._failed_jobids.difference_update(f.jobid for f in facts)  # a retry starts afresh
         self._edges.extend(self._edges_of(members))
         invocation_id = str(uuid.uuid4())
+        cached = not job.is_group() and uses_output_cache(job)
         direct = None if self.settings.spawn_all else direct_shell_command(job)
-        if direct is not None:
+        script = None
+        if cached or direct is not None:
             # As Snakemake's local executor does: remove stale outputs, create output dirs.
             self.workflow.async_run(job.prepare())
-            command, env = direct
+        if cached and self._fetch_from_cache(job):
+            self._running[invocation_id] = _Running(members=facts, future=_done(None))
+            self.report_job_submission(SubmittedJobInfo(job=job, external_jobid=invocation_id))
+            return
+        if direct is not None:
+            command, script = self._direct_command(direct, invocation_id)
+            env = direct.env
         else:
-            command, env = self.format_job_exec(job), {}
+            command, env = self._spawn_command(job), {}
         writable = [
-            OutputSpec(path=o.path, is_directory=o.is_directory) for f in facts for o in f.outputs
-        ] + [OutputSpec(path=p) for f in facts for p in f.logs]
+            OutputSpec(path=_local(o.path), is_directory=o.is_directory)
+            for f in facts
+            for o in f.outputs
+        ] + [OutputSpec(path=_local(p)) for f in facts for p in f.logs]
         benchmark = [getattr(m, "benchmark", None) for m in members]
         writable += [OutputSpec(path=str(b)) for b in benchmark if b]
         spec = JobSpec(
@@ -292,17 +390,42 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             mem_mb=_mem_mb(facts),
             container=next((f.container for f in facts if f.container), None),
             env=env,
+            env_passthrough=self._env_passthrough(),
+            readable=self._readable(facts),
         )
-        future = self._pool.submit(self._execute, facts, spec)
-        self._running[invocation_id] = _Running(members=facts, future=future)
+        future = self._pool.submit(self._execute, facts, spec, script)
+        self._running[invocation_id] = _Running(
+            members=facts, future=future, job=job if cached else None
+        )
         self.report_job_submission(
             SubmittedJobInfo(job=job, external_jobid=invocation_id, aux={"log": spec.log_path})
         )
 
-    def _execute(self, facts: list[JobFacts], spec: JobSpec) -> str | None:
+    def _fetch_from_cache(self, job: JobExecutorInterface) -> bool:
+        """Restore the job's outputs from Snakemake's output cache, as the local executor does.
+
+        A hit means the job does not run, so no statement is signed for it; the log says so.
+        """
+        from snakemake.exceptions import CacheMissException
+
+        try:
+            self.workflow.async_run(job.rule.cache.fetch(job))
+        except CacheMissException:
+            return False
+        self.logger.info(
+            f"PoX: outputs of {job.rule.name} restored from Snakemake's output cache; the job "
+            "did not run, so no statement is recorded for it"
+        )
+        return True
+
+    def _execute(self, facts: list[JobFacts], spec: JobSpec, script: Path | None) -> str | None:
         """Worker thread: hash inputs, run isolated, record each member. Returns an error text."""
         inputs = {f.jobid: self.recorder.hash_inputs(f) for f in facts}
-        outcome = self.runtime.run(spec, self._cancelled)
+        try:
+            outcome = self.runtime.run(spec, self._cancelled)
+        finally:
+            if script is not None:
+                script.unlink(missing_ok=True)
         missing: list[str] = []
         for f in facts:
             recorded = self.recorder.record(
@@ -319,9 +442,13 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             if discarded:
                 self.logger.warning(discarded)
         if outcome.exit_code != 0:
-            return f"exit code {outcome.exit_code}; log: {spec.log_path}"
+            # Snakemake appends its own sentence right after this message: end it with a newline.
+            return f"exit code {outcome.exit_code}; job log: {spec.log_path}\n"
         if missing:
-            return f"missing outputs (or not regular files): {', '.join(missing)}"
+            return (
+                f"missing outputs (or not regular files): {', '.join(missing)}; "
+                f"job log: {spec.log_path}\n"
+            )
         return None
 
     def _edges_of(self, members: list[JobExecutorInterface]) -> list[dict[str, Any]]:
@@ -355,6 +482,11 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 error = running.future.result()
             except Exception as exc:
                 error = f"PoX could not run or record the job: {exc}"
+            if error is None and running.job is not None:
+                try:
+                    await running.job.rule.cache.store(running.job)
+                except Exception as exc:
+                    error = f"PoX could not store the outputs in Snakemake's output cache: {exc}\n"
             if error is None:
                 self.report_job_success(job_info)
             else:

@@ -37,7 +37,7 @@ from pox_executor.provenance.digests import DigestCache, FileDigest, Hasher
 from pox_executor.provenance.dsse import serialize_envelope, sign_envelope
 from pox_executor.provenance.keys import SigningKey
 from pox_executor.provenance.log import RunLog
-from pox_executor.provenance.names import record_name
+from pox_executor.provenance.names import EXTERNAL_PREFIX, is_external, record_name
 from pox_executor.provenance.records import (
     JobRecord,
     LogEntry,
@@ -273,7 +273,7 @@ class RunRecorder:
 
     def record_sources(self, sources: Sequence[str], config: Mapping[str, Any]) -> None:
         """Hash the workflow sources and config, then open the session (they are part of it)."""
-        existing = sorted({s for s in sources if _is_regular(self.workdir / s)})
+        existing = sorted({_local(s) for s in sources if _is_regular(self.workdir / _local(s))})
         digests = self.hasher.digest_paths(existing, base=self.workdir)
         self.source_digests = [
             FileDigest(record_name(d.path, self.workdir), d.sha256, d.size_bytes) for d in digests
@@ -295,7 +295,8 @@ class RunRecorder:
         Only regular files and directories are read: a FIFO or device named as an input is
         recorded without a digest (see `_dependencies`), so it can never block the recorder.
         """
-        present = [p for p in facts.inputs if _is_regular(self.workdir / p, directories=True)]
+        local = [_local(p) for p in facts.inputs]
+        present = [p for p in local if _is_regular(self.workdir / p, directories=True)]
         digests = self.hasher.digest_paths(present, base=self.workdir)
         return [
             FileDigest(record_name(p, self.workdir), d.sha256, d.size_bytes, d.is_directory)
@@ -317,11 +318,9 @@ class RunRecorder:
         directory inside the working directory) is recorded as failed, listing those outputs.
         """
         self._ensure_open()
-        flags = {o.path: o for o in facts.outputs}
-        present = [o.path for o in facts.outputs if _is_regular_output(self.workdir, o.path)]
-        missing = tuple(
-            record_name(o.path, self.workdir) for o in facts.outputs if o.path not in present
-        )
+        flags = {_local(o.path): o for o in facts.outputs}
+        present = [p for p in flags if _is_regular_output(self.workdir, p)]
+        missing = tuple(record_name(p, self.workdir) for p in flags if p not in present)
         succeeded = outcome.exit_code == 0 and not missing
         output_digests = self.hasher.digest_paths(present, base=self.workdir)
         subjects = [
@@ -389,7 +388,7 @@ class RunRecorder:
     ) -> list[Resource]:
         deps: list[Resource] = []
         hashed = {d.path for d in inputs}
-        for path in facts.inputs:
+        for path in map(_local, facts.inputs):
             name = record_name(path, self.workdir)
             local = self.workdir / path
             if name not in hashed and (local.exists() or local.is_symlink()):
@@ -460,9 +459,10 @@ class RunRecorder:
                     annotations={"pox.kind": KIND_CODE, "snakefile": facts.snakefile},
                 )
             )
-        for path in (facts.script, *facts.extra_code):
-            if path is None:
+        for code_name in (facts.script, *facts.extra_code):
+            if code_name is None:
                 continue
+            path = _local(code_name)
             name = record_name(path, self.workdir)
             if _is_regular(self.workdir / path):
                 digest = self.hasher.digest_one(path, base=self.workdir)
@@ -550,6 +550,11 @@ def discarded_writes_line(facts: JobFacts, outcome: RunOutcome, *, shown: int = 
         f"PoX: job {facts.jobid} ({facts.rule}): {len(writes)} writes outside its declared "
         f"outputs were discarded: {first}"
     )
+
+
+def _local(name: str) -> str:
+    """A JobFacts name as a path the recorder can open: relative to the workdir, or absolute."""
+    return name[len(EXTERNAL_PREFIX) :] if is_external(name) else name
 
 
 def _is_regular(path: Path, *, directories: bool = False) -> bool:
