@@ -164,6 +164,19 @@ def test_no_pox_configuration_keystore_or_run_state_is_readable(
     assert all(s.read_text() == "SECRET-MATERIAL\n" for s in secrets)
 
 
+def test_an_output_declared_inside_another_runs_pox_directory_is_refused(tmp_path: Path) -> None:
+    # Its directory would otherwise become a writable overlay, showing the keys beside it.
+    other_keys = tmp_path / "other-run" / ".pox" / "enclave-keys"
+    other_keys.mkdir(parents=True)
+    (other_keys / "0xOther.key").write_text("SECRET-MATERIAL\n")
+    workdir = tmp_path / "wd"
+    planted = other_keys / "planted.txt"
+    outcome, log = run_job(workdir, f"cat {other_keys}/*.key > {planted}", outputs=(str(planted),))
+    assert outcome.exit_code != 0
+    assert "lies in PoX's own state" in log, log
+    assert not planted.exists()
+
+
 def test_an_output_below_a_symlink_the_job_made_cannot_pull_host_files(tmp_path: Path) -> None:
     # `ln -s <workdir>/.pox link` then declare `link/keep.key`: the commit must not follow it.
     workdir = tmp_path / "wd"
