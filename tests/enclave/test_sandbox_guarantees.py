@@ -232,6 +232,7 @@ def test_the_job_environment_drops_secrets_but_keeps_ordinary_and_declared_varia
         ("mkdir d && ln -s /etc d/host-etc", "d", True),
         ("ln -s .pox d", "d", True),
         ("ln -s ../../outside.txt out.txt", "out.txt", False),
+        ("mkdir t && ln -s /etc t/host-etc && ln -s t d", "d", True),  # via the link's target
     ],
 )
 def test_a_symlink_output_leaving_the_workdir_fails_the_job_and_is_not_committed(
