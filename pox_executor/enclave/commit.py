@@ -11,7 +11,8 @@ private /tmp or $HOME) to its real place. What is kept beside them:
 
 Refused (the job fails and the output is not committed): a symlink output, or a symlink inside
 a directory output, whose target leaves the working directory or points into `.pox/`, unless the
-target is another output of the same job. Everything else the job wrote or deleted is discarded
+target is another output of the same job; an output below a directory the job replaced by a
+symlink (following it would move host files). Everything else the job wrote or deleted is discarded
 and reported (`wrote x`, `deleted x`); the private /tmp and $HOME are scratch, dropped silently.
 
 A move within one file system is a rename; across file systems a file is copied beside its
