@@ -6,11 +6,13 @@ private /tmp or $HOME) to its real place. What is kept beside them:
 
 - the whole tree of a `directory()` output;
 - the target of a symlink output when the job wrote that target inside the working directory
-  (Snakemake's `ln -s dir_to_link_to symlinked_dir`): the output's digest covers it.
+  (Snakemake's `ln -s dir_to_link_to symlinked_dir`): the output's digest covers it, so its own
+  symlinks are checked as those of a directory output.
 
 Refused (the job fails and the output is not committed): a symlink output, or a symlink inside
 a directory output, whose target leaves the working directory or points into `.pox/`, unless the
-target is another output of the same job. Everything else the job wrote or deleted is discarded
+target is another output of the same job; an output below a directory the job replaced by a
+symlink (following it would move host files). Everything else the job wrote or deleted is discarded
 and reported (`wrote x`, `deleted x`); the private /tmp and $HOME are scratch, dropped silently.
 
 A move within one file system is a rename; across file systems a file is copied beside its
@@ -59,12 +61,15 @@ def commit_job_outputs(
             # The job made a directory on the way a symlink: following it would move host files.
             rejected.append(f"output {out.path!r} was not committed: its directory is a symlink")
             continue
+        target = _written_link_target(sandbox, staged, destination, real_workdir)
         problem = _escaping_link(staged, destination, real_workdir, destinations)
+        if not problem and target is not None:
+            problem = _escaping_link(target[0], target[1], real_workdir, destinations)
         if problem:
             rejected.append(f"output {out.path!r} was not committed: {problem}")
             continue
-        if staged.is_symlink():
-            _commit_link_target(sandbox, staged, destination, real_workdir)
+        if target is not None:
+            _move_tree(target[0], Path(target[1]))
         _move_tree(staged, Path(destination))
     discarded = _leftovers(sandbox)
     shutil.rmtree(sandbox.stage, ignore_errors=True)
@@ -126,15 +131,22 @@ def _escaping_link(
     return ""
 
 
-def _commit_link_target(
+def _written_link_target(
     sandbox: Sandbox, staged: Path, destination: str, real_workdir: str
-) -> None:
+) -> tuple[Path, str] | None:
+    """For a symlink output: where the job staged the target it wrote in the working
+    directory, and the target's place; None when it is not a symlink or wrote no target."""
+    if not staged.is_symlink():
+        return None
     target = os.path.normpath(os.path.join(os.path.dirname(destination), os.readlink(staged)))
     if not is_within(target, real_workdir) or target == real_workdir:
-        return
+        return None
     written = sandbox.upper / os.path.relpath(target, real_workdir)
-    if not _missing(written) and not written.is_symlink():
-        _move_tree(written, Path(target))
+    if _missing(written) or written.is_symlink():
+        return None
+    if os.path.realpath(written.parent) != os.path.normpath(written.parent):
+        return None
+    return written, target
 
 
 def _leftovers(sandbox: Sandbox) -> list[str]:

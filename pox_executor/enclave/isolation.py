@@ -91,6 +91,8 @@ HOST_DIRECTORY_VARIABLES = (
     "XDG_STATE_HOME",
     "XDG_RUNTIME_DIR",
 )
+# Runtime and kernel trees: never exposed from the host, never an output's place.
+_KERNEL_TREES = ("/run", "/var/run", "/proc", "/dev", "/sys")
 # Above this many read-only paths, files are exposed through their directories (argv size).
 _MAX_READABLE_BINDS = 512
 
@@ -191,9 +193,14 @@ def plan_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec])
     """
     real_workdir = os.path.realpath(workdir)
     wanted: list[str] = []
+    state = pox_state_dirs()
     for out in outputs:
         location = host_location(workdir, out.path)
         parent = os.path.dirname(location)
+        if ".pox" in location.split("/") or any(is_within(location, d) for d in state):
+            raise SandboxError(f"declared output {out.path!r} lies in PoX's own state")
+        if any(is_within(location, d) for d in _KERNEL_TREES):
+            raise SandboxError(f"declared output {out.path!r} lies in {location.split('/')[1]}/")
         if is_within(parent, real_workdir):
             continue
         if parent == job_home() and sandbox.home is None:
@@ -372,7 +379,7 @@ def _never_readable(path: str, state: Sequence[str]) -> bool:
     sockets (a bind would make them connectable)."""
     if ".pox" in path.split("/") or any(is_within(path, d) for d in state):
         return True
-    if any(is_within(path, d) for d in ("/run", "/var/run", "/proc", "/dev")):
+    if any(is_within(path, d) for d in _KERNEL_TREES):
         return True
     try:
         return stat.S_ISSOCK(os.stat(path).st_mode)

@@ -25,7 +25,7 @@ import socket, sys
 for path in sys.argv[1:]:
     s = socket.socket(socket.AF_UNIX)
     try:
-        s.connect(path)
+        s.connect("\\0" + path[1:] if path.startswith("@") else path)  # @name: abstract
         print("REACHED", path)
     except OSError as exc:
         print("blocked", path, exc.errno)
@@ -66,18 +66,21 @@ def run_job(
 
 
 @contextmanager
-def listening_unix_socket(path: Path) -> Iterator[Path]:
+def listening_unix_socket(path: Path | str) -> Iterator[Path | str]:
+    """A listening socket at `path` (`@name`: in the abstract namespace)."""
+    address = "\0" + str(path)[1:] if str(path).startswith("@") else str(path)
     server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
+    server.bind(address)
     server.listen(8)
     try:
         probe = socket.socket(socket.AF_UNIX)
-        probe.connect(str(path))  # the host reaches it: a job reaching it would be a leak
+        probe.connect(address)  # the host reaches it: a job reaching it would be a leak
         probe.close()
         yield path
     finally:
         server.close()
-        path.unlink(missing_ok=True)
+        if isinstance(path, Path):
+            path.unlink(missing_ok=True)
 
 
 def writable_dirs_outside_the_view(tmp_path: Path) -> list[Path]:
@@ -93,9 +96,9 @@ def test_no_host_unix_socket_is_reachable(tmp_path: Path) -> None:
     workdir = tmp_path / "wd"
     workdir.mkdir()
     name = f"pox-sock-{uuid.uuid4().hex[:8]}"
-    paths = [d / name for d in writable_dirs_outside_the_view(tmp_path)]
-    paths.append(workdir / "in-workdir.sock")
-    assert len(paths) >= 4, paths
+    paths: list[Path | str] = [d / name for d in writable_dirs_outside_the_view(tmp_path)]
+    paths += [workdir / "in-workdir.sock", f"@{name}"]
+    assert len(paths) >= 5, paths
     docker = [p for p in ("/var/run/docker.sock", "/run/docker.sock") if os.path.exists(p)]
     if os.environ.get("CI") is None and not docker:
         pytest.fail("no docker.sock here: start the Docker engine (the test must try it)")
@@ -108,7 +111,7 @@ def test_no_host_unix_socket_is_reachable(tmp_path: Path) -> None:
         outcome, log = run_job(
             workdir,
             f"python3 -c '{PROBE_CONNECT}' {targets} > out.txt",
-            readable=(*map(str, paths), *docker),
+            readable=(*(str(p) for p in paths if isinstance(p, Path)), *docker),
         )
     finally:
         for server in servers:
@@ -162,6 +165,19 @@ def test_no_pox_configuration_keystore_or_run_state_is_readable(
     assert outcome.exit_code == 0, log
     assert "SECRET-MATERIAL" not in report and "input" in report, report
     assert all(s.read_text() == "SECRET-MATERIAL\n" for s in secrets)
+
+
+def test_an_output_declared_inside_another_runs_pox_directory_is_refused(tmp_path: Path) -> None:
+    # Its directory would otherwise become a writable overlay, showing the keys beside it.
+    other_keys = tmp_path / "other-run" / ".pox" / "enclave-keys"
+    other_keys.mkdir(parents=True)
+    (other_keys / "0xOther.key").write_text("SECRET-MATERIAL\n")
+    workdir = tmp_path / "wd"
+    planted = other_keys / "planted.txt"
+    outcome, log = run_job(workdir, f"cat {other_keys}/*.key > {planted}", outputs=(str(planted),))
+    assert outcome.exit_code != 0
+    assert "lies in PoX's own state" in log, log
+    assert not planted.exists()
 
 
 def test_an_output_below_a_symlink_the_job_made_cannot_pull_host_files(tmp_path: Path) -> None:
@@ -219,6 +235,7 @@ def test_the_job_environment_drops_secrets_but_keeps_ordinary_and_declared_varia
         ("mkdir d && ln -s /etc d/host-etc", "d", True),
         ("ln -s .pox d", "d", True),
         ("ln -s ../../outside.txt out.txt", "out.txt", False),
+        ("mkdir t && ln -s /etc t/host-etc && ln -s t d", "d", True),  # via the link's target
     ],
 )
 def test_a_symlink_output_leaving_the_workdir_fails_the_job_and_is_not_committed(

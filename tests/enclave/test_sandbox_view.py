@@ -145,3 +145,20 @@ def test_without_isolation_jobs_still_get_a_tmpdir_and_a_filtered_environment(
     assert tmpdir.is_relative_to(workdir / ".pox") and not tmpdir.exists(), "private, removed"
     assert "t0ken" not in report and "LAB_API_TOKEN" not in outcome.environment_names
     assert not outcome.isolated
+
+
+def test_many_readable_files_are_exposed_through_their_directory(tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    names = [inputs / f"{i}.txt" for i in range(600)]  # more than one bind each would allow
+    for path in names:
+        path.write_text("1\n")
+    (inputs.parent / "beside.txt").write_text("not declared\n")
+    workdir = tmp_path / "wd"
+    outcome, log = run_job(
+        workdir,
+        f"cat {inputs}/*.txt | wc -l > out.txt; test ! -e {tmp_path}/beside.txt",
+        readable=tuple(map(str, names)),
+    )
+    assert outcome.exit_code == 0, log
+    assert (workdir / "out.txt").read_text().strip() == "600"
