@@ -13,7 +13,9 @@ order. An action planned in an earlier settlement is first checked on chain (don
 without a transaction, so running twice is a no-op; an action whose `done` was not written
 before a crash is found done, then without its tx hash). An action planned in this settlement
 was never sent by anyone (the lock is held) and is sent without a check, except the kinds others
-may have done (`ActionKind.checked_when_fresh`: registrations, anchors). Each sent action is
+may have done (`ActionKind.checked_when_fresh`: registrations, anchors). An action that reverts
+is checked once more: if its effect is on chain (a concurrent run registered the same app
+between the check and the send) it is done, else it is marked failed. Each sent action is
 marked done with its tx hash, block and gas; progress is written after each anchor and otherwise
 at most once a second, and always at the end. A node that stays down past the deadline leaves
 the rest pending (`ChainUnavailable`); `pox anchor` resumes from the journal.
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pox_executor.chain.actions import Context, SettleError, action_kind
+from pox_executor.chain.actions import ActionKind, Context, SettleError, action_kind
 from pox_executor.chain.client import (
     ChainClient,
     ChainReverted,
@@ -41,6 +43,7 @@ from pox_executor.chain.client import (
 from pox_executor.chain.ids import run_id_bytes
 from pox_executor.chain.journal import (
     DEALS_MODES,
+    Action,
     AnchorEntry,
     Journal,
     journal_lock,
@@ -185,6 +188,9 @@ def _run_pending(
             result.error = str(exc)
             return
         except ChainReverted as exc:
+            if _done_meanwhile(kind, ctx, action, deadline):
+                result.noop += 1  # another settler (a concurrent run, `pox anchor`) did it first
+                continue
             action.status = "failed"
             action.error = str(exc)
             save_journal(bundle, journal)
@@ -220,6 +226,22 @@ def _run_pending(
         if action.kind == "anchor" or time.monotonic() - last_save > SAVE_INTERVAL_S:
             save_journal(bundle, journal)
             last_save = time.monotonic()
+
+
+def _done_meanwhile(kind: ActionKind, ctx: Context, action: Action, deadline: float) -> bool:
+    """After a revert: is the action's effect on chain after all? Then it is done, not failed."""
+    try:
+        done = retry(
+            functools.partial(kind.done, ctx, action),
+            deadline=deadline,
+            what=f"re-checking {action.kind} #{action.id}",
+        )
+    except ChainUnavailable:
+        return False
+    if done:
+        action.status = "done"
+        action.noop = True
+    return done
 
 
 @dataclass(frozen=True)
