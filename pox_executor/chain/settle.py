@@ -258,8 +258,9 @@ def resolve_anchor_target(
 ) -> AnchorTarget:
     """The run (id, prefix, directory or latest), its profile and deals mode.
 
-    The profile is, in order: `chain`, the journal's, the one the run was recorded with, else
-    `local`; the deals mode: `deals`, the journal's, the run's, else `batched`.
+    The profile is, in order: `chain` (`none` is a usage error: nothing to do), the journal's,
+    the one the run was recorded with unless `none`, else `local`; the deals mode: `deals`, the
+    journal's, the run's, else `batched`.
     """
     bundle = resolve_run(run, workdir)
     journal = load_journal(bundle)
@@ -269,9 +270,11 @@ def resolve_anchor_target(
         raise BundleError(
             f"{bundle.path / 'run.json'}: fields 'chain' and 'settings' must be objects"
         )
-    name = chain or (journal.profile if journal else None) or meta_chain.get("profile")
-    if not name or name == "none":
-        name = "local"
+    name = chain
+    if name is None:  # a run recorded with `none` is anchored later on the local devnet
+        name = (journal.profile if journal else None) or meta_chain.get("profile")
+        if not name or name == "none":
+            name = "local"
     mode = (
         deals
         or (journal.deals if journal else None)

@@ -1,7 +1,8 @@
 """Settlement planning and its journal, in process (no node): which log entries become PoCo
 tasks, that the ids are PoCo's, that a batched deal's orders carry the batch tag, that signed
 entries which are not SLSA provenance are anchored but never settled as jobs, and that the
-journal loader names the field that is wrong."""
+journal loader names the field that is wrong; and which run, profile and deals mode
+`pox anchor` settles."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pox_executor.chain.ids import orders, run_id_bytes
 from pox_executor.chain.jobs import SLSA_PROVENANCE_V1, read_job
 from pox_executor.chain.journal import Journal, load_journal, parse_journal, save_journal
 from pox_executor.chain.planning import plan
-from pox_executor.errors import BundleError
+from pox_executor.chain.settle import resolve_anchor_target
+from pox_executor.errors import BundleError, UsageError
 from pox_executor.provenance import merkle
 from pox_executor.provenance.bundle import RunBundle
 
@@ -177,3 +179,26 @@ def test_journal_loader_names_the_bad_field(mutate: object, words: str) -> None:
 def test_a_line_that_is_not_an_envelope_is_a_clear_error() -> None:
     with pytest.raises(BundleError, match="log record 7"):
         read_job(7, b"not json")
+
+
+def test_anchor_target_prefers_flags_then_journal_then_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POX_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("POX_DATA_DIR", str(tmp_path / "data"))
+    bundle = RunBundle.create(tmp_path, {"chain": {"profile": "none", "deals": "per-job"}})
+    target = resolve_anchor_target(None, tmp_path)
+    assert (target.bundle.run_id, target.profile.name, target.deals) == (
+        bundle.run_id,
+        "local",  # recorded with `none`: anchored later on the local devnet
+        "per-job",
+    )
+    assert resolve_anchor_target(bundle.run_id[:10], tmp_path, deals="batched").deals == "batched"
+    journal = new_journal("none")
+    journal.run_id = bundle.run_id
+    save_journal(bundle, journal)
+    assert resolve_anchor_target(str(bundle.path), tmp_path).deals == "none"
+    with pytest.raises(UsageError, match="nothing to do"):
+        resolve_anchor_target(None, tmp_path, chain="none")
+    with pytest.raises(UsageError, match="deals mode 'all'"):
+        resolve_anchor_target(None, tmp_path, deals="all")
