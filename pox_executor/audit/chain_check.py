@@ -58,11 +58,9 @@ def check_chain(
     except PoxError as exc:
         report.error("chain", str(exc))
         return
-    expected = (
-        chain
-        or (journal.profile if journal else None)
-        or bundle.meta.get("chain", {}).get("profile")
-    )
+    meta_chain = bundle.meta.get("chain")
+    recorded = meta_chain.get("profile") if isinstance(meta_chain, dict) else None
+    expected = chain or (journal.profile if journal else None) or recorded
     if journal is None:
         if not expected or expected == "none":
             report.note("chain", "the run is not anchored (recorded with --pox-chain none)")
