@@ -19,7 +19,6 @@ benchmarks/results/chain.json; exits 1 when the target is missed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -33,6 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import write_results
+
+from pox_executor.chain.journal import Journal, load_journal
+from pox_executor.provenance.bundle import RunBundle
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "workflows" / "variant-calling"
@@ -86,14 +88,14 @@ def bundle_of(workdir: Path) -> Path:
     return bundle
 
 
-def gas_of(journal: dict[str, Any]) -> dict[str, Any]:
-    actions = [a for a in journal["actions"] if a.get("gas_used")]
-    records = len(journal["records"])
-    total = sum(int(a["gas_used"]) for a in actions)
-    steady = sum(int(a["gas_used"]) for a in actions if a["kind"] not in ONE_TIME)
+def gas_of(journal: Journal) -> dict[str, Any]:
+    actions = [a for a in journal.actions if a.gas_used]
+    records = len(journal.records)
+    total = sum(int(a.gas_used or 0) for a in actions)
+    steady = sum(int(a.gas_used or 0) for a in actions if a.kind not in ONE_TIME)
     by_kind: dict[str, int] = {}
     for a in actions:
-        by_kind[a["kind"]] = by_kind.get(a["kind"], 0) + int(a["gas_used"])
+        by_kind[a.kind] = by_kind.get(a.kind, 0) + int(a.gas_used or 0)
     return {
         "records": records,
         "transactions": len(actions),
@@ -108,8 +110,7 @@ def settle_copy(workdir: Path, parent: Path, name: str, deals: str) -> dict[str,
     """Replay the chain work of a `--pox-chain none` run on a copy; time and gas."""
     from pox_executor.chain.client import connect
     from pox_executor.chain.profiles import load_profile
-    from pox_executor.chain.settle import journal_path, read_journal, settle
-    from pox_executor.provenance.bundle import RunBundle
+    from pox_executor.chain.settle import settle
 
     copy = parent / name
     shutil.copytree(workdir / ".pox", copy / ".pox")
@@ -122,8 +123,8 @@ def settle_copy(workdir: Path, parent: Path, name: str, deals: str) -> dict[str,
     elapsed = time.perf_counter() - start
     if result.error:
         raise SystemExit(f"settlement failed: {result.error}")
-    journal = read_journal(bundle)
-    assert journal is not None and journal_path(bundle).exists()
+    journal = load_journal(bundle)
+    assert journal is not None
     return {"settle_s": elapsed, **gas_of(journal)}
 
 
@@ -143,8 +144,9 @@ def workload(
     for deals in modes:
         workdir = fresh_copy(source, snakefile, tmp, f"{label}-{deals}")
         elapsed = run(workdir, "--pox-chain", "local", "--pox-deals", deals)
-        journal = json.loads((bundle_of(workdir) / "chain.json").read_text())
-        pending = sum(1 for a in journal["actions"] if a["status"] != "done")
+        journal = load_journal(RunBundle.load(bundle_of(workdir)))
+        assert journal is not None
+        pending = journal.pending()
         row = {
             "wall_s": elapsed,
             "overhead_pct": 100 * (elapsed - t_none) / t_none,

@@ -96,8 +96,11 @@ class Market:
         self.transactions.append((label, receipt.gas_used))
         return receipt
 
-    def match(self, volume: int) -> tuple[bytes, int, int]:
+    def match(self, volume: int, *, batched: bool = False) -> tuple[bytes, int, int]:
         """Match fresh signed orders for `volume` tasks; (dealid, first index, gas)."""
+        mode_tag = (
+            int.from_bytes(TEE_SCONE, "big") | (poco.TAG_BATCHED if batched else 0)
+        ).to_bytes(32, "big")
         self.salt += 1
         salt = self.salt.to_bytes(32, "big")
         chain_id, hub = self.w3.eth.chain_id, self.pox.hub.address
@@ -120,6 +123,7 @@ class Market:
             },
             "WorkerpoolOrder": {
                 **free,
+                "tag": mode_tag,
                 "workerpool": self.workerpool,
                 "workerpoolprice": 10**10,
                 "category": 0,
@@ -130,7 +134,7 @@ class Market:
             "RequestOrder": {
                 "salt": salt,
                 "volume": volume,
-                "tag": TEE_SCONE,
+                "tag": mode_tag,
                 "app": self.app,
                 "appmaxprice": 10**9,
                 "dataset": self.dataset,
@@ -196,7 +200,7 @@ def per_task_path(market: Market) -> dict[str, int]:
 
 def batched_path(market: Market, tasks: int, batch_size: int, run_number: int) -> dict[str, Any]:
     """Gas of `tasks` tasks in one deal, finalized in batches, plus anchoring the run."""
-    deal, first, match_gas = market.match(tasks)
+    deal, first, match_gas = market.match(tasks, batched=True)
     worker = market.addr["worker"]
     batch_gas: list[int] = []
     done = 0

@@ -13,7 +13,7 @@ contract BatchedTasksTest is HubFixture {
 
     function setUp() public override {
         super.setUp();
-        dealid = matchDefault(VOLUME);
+        dealid = matchBatched(VOLUME);
     }
 
     function digestOf(uint256 idx) internal pure returns (bytes32) {
@@ -138,23 +138,50 @@ contract BatchedTasksTest is HubFixture {
         hub.contributeAndFinalizeBatch(dealid, 0, 2, root, "", address(0), esig, auth);
     }
 
-    function test_modes_areExclusive() public {
+    function test_modes_areFixedAtMatch() public {
+        vm.assertTrue(hub.viewDeal(dealid).tag & hub.TAG_BATCHED() != 0, "batched deal carries the tag");
+        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealIsBatched.selector, dealid));
         hub.initialize(dealid, 0);
+
+        bytes32 perTask = matchDefault(VOLUME + 1); // fresh orders (different volume, different hashes)
+        vm.assertTrue(hub.viewDeal(perTask).tag & hub.TAG_BATCHED() == 0, "per-task deal has no batch tag");
         bytes32 root = keccak256("root");
-        bytes32 batchid = hub.batchIdOf(dealid, 0, 1);
+        bytes32 batchid = hub.batchIdOf(perTask, 0, 1);
         bytes memory auth = authorization(worker, batchid, enclave);
         bytes memory esig = enclaveSignature(ENCLAVE_KEY, worker, batchid, root);
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealInOtherMode.selector, dealid));
-        hub.contributeAndFinalizeBatch(dealid, 0, 1, root, "", enclave, esig, auth);
+        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealIsPerTask.selector, perTask));
+        hub.contributeAndFinalizeBatch(perTask, 0, 1, root, "", enclave, esig, auth);
         vm.warp(block.timestamp + 10 * TIMEREF);
-        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealInOtherMode.selector, dealid));
-        hub.claimBatch(dealid);
+        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealIsPerTask.selector, perTask));
+        hub.claimBatch(perTask);
+    }
 
-        bytes32 other = matchDefault(VOLUME + 1); // fresh orders (different volume, different hashes)
-        finalizeBatch(other, 0, 1);
-        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealInOtherMode.selector, other));
-        hub.initialize(other, 5);
+    /// Attack: a stranger calls `initialize(deal, 0)` on a batched deal to switch it to per-task
+    /// mode, so that every batched finalize and claim would revert. The call reverts, and the
+    /// whole deal is then finalized in batches as agreed.
+    function test_attack_initializeCannotSwitchABatchedDeal() public {
+        vm.prank(address(0xBAD));
+        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealIsBatched.selector, dealid));
+        hub.initialize(dealid, 0);
+        finalizeBatch(dealid, 0, 4);
+        vm.prank(address(0xBAD));
+        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealIsBatched.selector, dealid));
+        hub.initialize(dealid, 5);
+        finalizeBatch(dealid, 4, VOLUME - 4);
+        vm.assertEq(hub.viewBatchedCount(dealid), VOLUME, "every task finalized in batches");
+    }
+
+    /// Attack, the other way round: a batch claim on a per-task deal whose tasks are running.
+    function test_attack_claimBatchCannotTouchAPerTaskDeal() public {
+        bytes32 perTask = matchDefault(2);
+        bytes32 taskid = hub.initialize(perTask, 0);
+        vm.warp(block.timestamp + 10 * TIMEREF);
+        vm.prank(address(0xBAD));
+        vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.DealIsPerTask.selector, perTask));
+        hub.claimBatch(perTask);
+        hub.claim(taskid);
+        vm.assertEq(uint8(hub.viewTask(taskid).status), uint8(PocoTypes.TaskStatusEnum.FAILED), "claimed per task");
     }
 
     function test_batch_afterContributionDeadlineReverts() public {
@@ -175,15 +202,12 @@ contract BatchedTasksTest is HubFixture {
         PocoOrders.WorkerpoolOrder memory w = workerpoolOrder(1);
         PocoOrders.RequestOrder memory r = requestOrder(1);
         r.callback = address(0xCA11);
+        w.tag = TEE_TAG | hub.TAG_BATCHED();
+        r.tag = TEE_TAG | hub.TAG_BATCHED();
+        resignWorkerpool(w);
         resignRequest(r);
-        bytes32 cbDeal = hub.matchOrders(a, d, w, r);
-        bytes32 root = keccak256("root");
-        bytes32 batchid = hub.batchIdOf(cbDeal, 0, 1);
-        bytes memory auth = authorization(worker, batchid, enclave);
-        bytes memory esig = enclaveSignature(ENCLAVE_KEY, worker, batchid, root);
-        vm.prank(worker);
         vm.expectRevert(abi.encodeWithSelector(IPocoHubErrors.CallbackNotBatchable.selector, address(0xCA11)));
-        hub.contributeAndFinalizeBatch(cbDeal, 0, 1, root, "", enclave, esig, auth);
+        hub.matchOrders(a, d, w, r);
     }
 
     function test_claimBatch_refundsRemainder() public {

@@ -1,9 +1,14 @@
-"""PoX on chain: compiled contract artifacts, a bloxberg-like local devnet and deployment.
+"""PoX on chain: contract artifacts, chain profiles and accounts, a bloxberg-like local devnet,
+and settling runs (PoCo deals per job, run checkpoints anchored in the WorkflowRunRegistry).
 
-Owns `artifacts/` (ABI and bytecode exported from `contracts/` by
-`contracts/scripts/export-artifacts.py`), `artifacts.py` (loading them), `devnet.py` (starting
-and stopping anvil configured like bloxberg) and `deploy.py` (legacy-transaction deployment of
-the PoX contracts). Talks to chains only through web3; holds no protocol logic of its own.
+Modules: `artifacts` (ABI and bytecode exported from `contracts/` by
+`contracts/scripts/export-artifacts.py`), `devnet` (anvil configured like bloxberg), `localnet`
+(the `local` profile's persistent node and deployment), `deploy` (legacy-transaction
+deployment), `profiles` and `accounts` (which chain, which keys), `client` (web3, the one
+transaction sender, retries), `poco` (PoCo's off-chain messages), `ids` (off-chain ids and
+orders), `jobs` (the one reader of log records), `journal` (typed `chain.json`), `planning`,
+`actions` (each action's on-chain check beside its call), `settle` (the settlement loop) and
+`runner` (settling while a workflow runs). Talks to chains only through web3.
 """
 
 from pox_executor.chain.artifacts import Artifact, load_artifact

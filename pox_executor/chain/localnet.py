@@ -3,7 +3,8 @@
 Owns `<data dir>/devnet/`: `state.json` (anvil's state, dumped every second and on SIGTERM, so
 anchors survive restarts), `node.json` (pid, port and URL of the running node), `keys.json` (the
 funded development keys anvil derives from its default mnemonic; devnet only), `anvil.log` and
-`deployment.json` (PoX contracts, deployed once; redeployed only when the state lost them). The
+`deployment.json` (PoX contracts and the `build` digest of their creation code, deployed once;
+redeployed when the state lost them or the package ships another build). The
 node is started fully detached (own session, no inherited stdin/stdout/stderr), so the process
 that started it may exit, and CI never waits on its pipes. A file lock serialises concurrent
 starts by concurrent workflows.
@@ -12,6 +13,7 @@ starts by concurrent workflows.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -130,11 +132,22 @@ def start(directory: Path | None = None, *, timeout_s: float = 30.0) -> LocalNod
                 process.kill()
                 raise DevnetError(f"anvil did not answer on {url} within {timeout_s} s")
             time.sleep(0.05)
-        keys = [str(k) for k in json.loads(config_out.read_text())["private_keys"]]
+        keys = _read_anvil_keys(config_out, deadline)
         _write_json(directory / "keys.json", {"private_keys": keys})
         os.chmod(directory / "keys.json", 0o600)
         _write_json(directory / "node.json", {"pid": process.pid, "port": port, "rpc_url": url})
         return LocalNode(url, process.pid, directory)
+
+
+def _read_anvil_keys(config_out: Path, deadline: float) -> list[str]:
+    """The development keys anvil wrote; it may answer RPC before the file is complete."""
+    while True:
+        try:
+            return [str(k) for k in json.loads(config_out.read_text())["private_keys"]]
+        except (OSError, ValueError, KeyError) as exc:
+            if time.monotonic() > deadline:
+                raise DevnetError(f"{config_out}: anvil wrote no usable key list ({exc})") from exc
+            time.sleep(0.05)
 
 
 def stop(directory: Path | None = None, *, timeout_s: float = 15.0) -> bool:
@@ -191,19 +204,34 @@ def dev_keys(directory: Path | None = None) -> dict[str, str]:
     return {role: str(keys[i]) for role, i in DEV_ROLES.items()}
 
 
+def contracts_build() -> str:
+    """SHA-256 over the creation code of the PoX contracts this package ships."""
+    from pox_executor.chain.artifacts import load_artifact
+
+    digest = hashlib.sha256()
+    for name in CONTRACTS:
+        digest.update(load_artifact(name).bytecode.encode())
+    return digest.hexdigest()
+
+
 def ensure_deployed(node: LocalNode) -> dict[str, str]:
-    """Contract addresses on the local node, deploying the PoX contracts once."""
+    """Contract addresses on the local node, deploying the PoX contracts once (again when the
+    package ships contracts of another build than the deployed ones)."""
     from web3 import Web3
 
     from pox_executor.chain.deploy import deploy_pox
 
     with _locked(node.directory):
         w3 = Web3(Web3.HTTPProvider(node.rpc_url))
+        build = contracts_build()
         try:
             addresses = read_deployment(node.deployment_file, expect_chain_id=BLOXBERG_CHAIN_ID)
-            if all(w3.eth.get_code(Web3.to_checksum_address(addresses[c])) for c in CONTRACTS):
+            recorded = json.loads(node.deployment_file.read_text(encoding="utf-8")).get("build")
+            if recorded == build and all(
+                w3.eth.get_code(Web3.to_checksum_address(addresses[c])) for c in CONTRACTS
+            ):
                 return addresses
-        except Exception:  # missing, malformed, or the state lost the contracts: redeploy
+        except Exception:  # missing, malformed, the state lost the contracts: redeploy
             pass
         pox = deploy_pox(w3, dev_keys(node.directory)["deployer"])
         contracts = {
@@ -221,6 +249,7 @@ def ensure_deployed(node: LocalNode) -> dict[str, str]:
             addresses,
             block=int(w3.eth.block_number),
             rpc_url=node.rpc_url,
+            build=build,
         )
         return addresses
 

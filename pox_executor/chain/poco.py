@@ -7,7 +7,8 @@ Owns the Python side of PoCo compatibility (iExec PoCo 5.x/6.x definitions): dom
 `resultHash = keccak256(taskid, digest)`, `resultSeal = keccak256(worker, taskid, digest)`,
 authorization = EIP-191 over keccak256(worker, taskid, enclaveChallenge), enclave signature =
 EIP-191 over keccak256(resultHash, resultSeal). PoX's batched path reuses the last two with a
-batch id `keccak256(dealid, first, count)` and an RFC 9162 root in place of task id and digest.
+batch id `keccak256(dealid, first, count)` and an RFC 9162 root in place of task id and digest;
+a deal is batched when its request and workerpool orders carry `TAG_BATCHED` (bit 128).
 Orders are plain dicts keyed by PoCo's field names; nothing here talks to a chain.
 """
 
@@ -25,6 +26,7 @@ from pox_executor.provenance import merkle
 DOMAIN_NAME = "iExecODB"
 DOMAIN_VERSION = "5.0.0"
 TAG_TEE = 0x1
+TAG_BATCHED = 1 << 128  # PoX's tag bit: the deal is finalized in batches (fixed at match)
 
 ORDER_TYPES: dict[str, list[dict[str, str]]] = {
     "AppOrder": [

@@ -1,50 +1,38 @@
-"""Settling a run on chain: per-step PoCo deals for its records, then anchoring its checkpoint.
+"""Settling a run on chain: the loop that plans, checks and sends a run's chain actions.
 
-Owns the journal `.pox/runs/<run-id>/chain.json` and the plan/execute cycle used both at the end
-of a run (and for intermediate checkpoints) and by `pox anchor`:
+Owns `settle(bundle, client, deals=..., deadline=...)`, used at the end of a run (and for
+intermediate checkpoints) and by `pox anchor`, and `resolve_anchor_target`, which picks the run,
+profile and deals mode `pox anchor` settles. The seams live in their own modules: `journal` (the
+typed `chain.json`, its one writer and lock), `planning` (offline: which actions the new log
+entries need), `actions` (each action's on-chain "already done" check beside its call) and
+`client.ChainClient.send` (the one transaction sender).
 
-* plan (offline, no node needed): every log record not yet planned gets a PoCo task. Its app is
-  registered by checksum (enclave image digest, rule name, the rule's script files and the
-  workflow sources), the pool once; `per-job`
-  gives each record its own deal (match, initialize, contributeAndFinalize), `batched` one deal per
-  (app, enclave challenge) group of the new records, finalized as one batch. App, pool, deal and
-  task ids are all computed off-chain (CREATE2-style registry addresses, PoCo's EIP-712 order
-  hashes with a deterministic salt), so the journal and the anchor can name them before any
-  transaction is sent. Then one `anchor` action for the checkpoint (size, root), listing the task
-  ids planned since the previous anchor.
-* execute: actions run in order; each is first checked on chain (already done: marked done
-  without a transaction, so running twice is a no-op), else sent and marked `done` with its tx
-  hash, block and gas. Progress is written at least every second and after each anchor; an
-  action whose `done` was not yet written when the process died is found done on chain by the
-  next settlement (then without its tx hash), not sent twice. A node that stays down past the
-  deadline leaves the rest pending (`ChainUnavailable`); `pox anchor` resumes from the journal.
+One settlement, under the journal lock: plan what the bundle's signed checkpoint adds, save the
+journal (every pending action is on disk before anything is sent), then run pending actions in
+order. An action planned in an earlier settlement is first checked on chain (done: marked done
+without a transaction, so running twice is a no-op; an action whose `done` was not written
+before a crash is found done, then without its tx hash). An action planned in this settlement
+was never sent by anyone (the lock is held) and is sent without a check, except the kinds others
+may have done (`ActionKind.checked_when_fresh`: registrations, anchors). An action that reverts
+is checked once more: if its effect is on chain (a concurrent run registered the same app
+between the check and the send) it is done, else it is marked failed. Each sent action is
+marked done with its tx hash, block and gas; progress is written after each anchor and otherwise
+at most once a second, and always at the end. A node that stays down past the deadline leaves
+the rest pending (`ChainUnavailable`); `pox anchor` resumes from the journal.
 
 The result digest of a task is the job's DSSE envelope digest (SHA-256 of the log line): it
-commits to the statement, the evidence and the enclave challenge address bound in it. The journal
-is written atomically (temporary file, fsync, rename) under a file lock shared by concurrent
-settlers (the run's background thread, `pox anchor`).
+commits to the statement, the evidence and the enclave challenge address bound in it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import hashlib
-import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import rfc8785
-from eth_abi.abi import encode as abi_encode
-from eth_utils.crypto import keccak
-from web3 import Web3
-
-from pox_executor.chain import poco
+from pox_executor.chain.actions import ActionKind, Context, SettleError, action_kind
 from pox_executor.chain.client import (
     ChainClient,
     ChainReverted,
@@ -52,27 +40,36 @@ from pox_executor.chain.client import (
     is_transient,
     retry,
 )
-from pox_executor.errors import BundleError, PoxError
-from pox_executor.primitives import write_atomically
+from pox_executor.chain.ids import run_id_bytes
+from pox_executor.chain.journal import (
+    DEALS_MODES,
+    Action,
+    AnchorEntry,
+    Journal,
+    journal_lock,
+    load_journal,
+    save_journal,
+)
+from pox_executor.chain.planning import plan
+from pox_executor.chain.profiles import Profile, load_profile
+from pox_executor.errors import BundleError, UsageError
 from pox_executor.provenance import merkle
-from pox_executor.provenance.bundle import RunBundle
+from pox_executor.provenance.bundle import RunBundle, resolve_run
 from pox_executor.provenance.checkpoint import parse_signed_note
 from pox_executor.provenance.log import read_log_lines
 
-JOURNAL_FILE = "chain.json"
-JOURNAL_FORMAT = "pox-chain/v1"
-DEALS_MODES = ("per-job", "batched", "none")
-ZERO = "0x" + "00" * 20
-APP_TYPE = "DOCKER"
-POOL_DESCRIPTION = "pox workerpool"
-ALWAYS_CHECKED = ("register_app", "create_pool", "anchor")  # others may have done these
-BATCH_MAX = 500  # tasks per batch transaction (bounded calldata/gas on an 8M-gas chain)
+__all__ = [
+    "DEALS_MODES",
+    "AnchorTarget",
+    "SettleError",
+    "SettleResult",
+    "checkpoint_state",
+    "read_journal",
+    "resolve_anchor_target",
+    "settle",
+]
 
-_PROCESS_LOCK = threading.Lock()
-
-
-class SettleError(PoxError):
-    """The journal and the bundle or the chain disagree."""
+SAVE_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -86,93 +83,14 @@ class SettleResult:
     txs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_id_bytes(run_id: str) -> bytes:
-    """The registry's run id: SHA-256 of the PoX run id (UTF-8)."""
-    return hashlib.sha256(run_id.encode("utf-8")).digest()
-
-
-def journal_path(bundle: RunBundle) -> Path:
-    return bundle.path / JOURNAL_FILE
-
-
 def read_journal(bundle: RunBundle) -> dict[str, Any] | None:
-    path = journal_path(bundle)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path}: not JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != JOURNAL_FORMAT:
-        raise BundleError(f"{path}: field 'format' is not {JOURNAL_FORMAT!r}")
-    return doc
-
-
-def _save(bundle: RunBundle, doc: dict[str, Any]) -> None:
-    data = json.dumps(doc, indent=1, sort_keys=True).encode("utf-8") + b"\n"
-    write_atomically(journal_path(bundle), data)
-
-
-@contextmanager
-def _journal_lock(bundle: RunBundle) -> Iterator[None]:
-    with _PROCESS_LOCK, open(bundle.path / ".chain.lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-# -- records ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecordInfo:
-    index: int
-    digest: bytes  # envelope digest: the task's result digest
-    rule: str
-    app_checksum: bytes
-    image_digest: str
-    enclave: str | None
-
-
-def record_info(index: int, line: bytes) -> RecordInfo:
-    import base64
-
-    envelope = json.loads(line)
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    predicate = statement.get("predicate", {})
-    build = predicate.get("buildDefinition", {})
-    binding: dict[str, Any] = {}
-    for byproduct in predicate.get("runDetails", {}).get("byproducts", []):
-        annotations = byproduct.get("annotations", {})
-        if "binding" in annotations:
-            binding = annotations["binding"]
-    # The rule's code: its script/notebook/wrapper files and the workflow sources, not the
-    # formatted command (which differs per wildcard), plus the rule name and enclave image.
-    code = sorted(
-        (str(d.get("name")), str(d.get("digest", {}).get("sha256")))
-        for d in build.get("resolvedDependencies", [])
-        if d.get("annotations", {}).get("pox.kind") in ("code", "workflow-source")
-        and not str(d.get("name", "")).startswith("pox:")
-    )
-    image = str(binding.get("image_digest", ""))
-    rule = str(build.get("externalParameters", {}).get("rule", "job"))
-    checksum = hashlib.sha256(
-        rfc8785.dumps({"image_digest": image, "rule": rule, "code": code})
-    ).digest()
-    return RecordInfo(
-        index=index,
-        digest=hashlib.sha256(line).digest(),
-        rule=rule,
-        app_checksum=checksum,
-        image_digest=image,
-        enclave=binding.get("enclave_challenge"),
-    )
+    """The journal as a checked JSON document, for display (`pox show`); None when absent."""
+    journal = load_journal(bundle)
+    return None if journal is None else journal.to_document()
 
 
 def checkpoint_state(bundle: RunBundle) -> tuple[int, bytes, list[bytes]]:
-    """(size, root, lines) of the bundle's signed checkpoint and the lines it covers."""
+    """(size, root, lines) of the bundle's signed checkpoint and the log lines it covers."""
     try:
         checkpoint, _ = parse_signed_note(bundle.checkpoint_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -186,374 +104,25 @@ def checkpoint_state(bundle: RunBundle) -> tuple[int, bytes, list[bytes]]:
     return checkpoint.size, checkpoint.root, lines
 
 
-# -- off-chain ids ------------------------------------------------------------------------------
-
-
-def _create2(registry: str, owner: str, salt: bytes) -> str:
-    raw = keccak(
-        b"\xff"
-        + bytes.fromhex(registry[2:])
-        + bytes.fromhex(Web3.to_checksum_address(owner)[2:])
-        + salt
+def _new_journal(bundle: RunBundle, client: ChainClient, deals: str) -> Journal:
+    origin = bundle.meta.get("origin")
+    return Journal(
+        run_id=bundle.run_id,
+        registry_run_id="0x" + run_id_bytes(bundle.run_id).hex(),
+        origin=str(origin) if origin is not None else None,
+        profile=client.profile.name,
+        chain_id=client.profile.chain_id,
+        contracts=dict(client.addresses),
+        deals=deals,
+        accounts={r: client.accounts.address(r) for r in ("requester", "scheduler", "worker")},
     )
-    return str(Web3.to_checksum_address(raw[12:]))
 
 
-def _mrenclave(image_digest: str) -> bytes:
-    text = image_digest.removeprefix("sha256:")
-    try:
-        value = bytes.fromhex(text)
-        if len(value) == 32:
-            return value
-    except ValueError:
-        pass
-    return hashlib.sha256(image_digest.encode()).digest()
-
-
-def app_args(owner: str, rule: str, checksum: bytes, image_digest: str) -> tuple[Any, ...]:
-    multiaddr = b"pox-app:sha256:" + checksum.hex().encode()
-    return (owner, f"pox/{rule}", APP_TYPE, multiaddr, checksum, _mrenclave(image_digest))
-
-
-def app_address(registry: str, args: tuple[Any, ...]) -> str:
-    salt = keccak(abi_encode(["string", "string", "bytes", "bytes32", "bytes"], list(args[1:])))
-    return _create2(registry, args[0], salt)
-
-
-def pool_address(registry: str, owner: str) -> str:
-    return _create2(registry, owner, keccak(POOL_DESCRIPTION.encode()))
-
-
-def orders(
-    *, app: str, pool: str, requester: str, volume: int, salt: bytes, params: str
-) -> dict[str, dict[str, Any]]:
-    tag = poco.TAG_TEE.to_bytes(32, "big")
-    common = {"salt": salt, "volume": volume, "tag": tag, "requesterrestrict": ZERO}
-    return {
-        "AppOrder": {
-            **common,
-            "app": app,
-            "appprice": 0,
-            "datasetrestrict": ZERO,
-            "workerpoolrestrict": ZERO,
-        },
-        "DatasetOrder": {
-            "dataset": ZERO,
-            "datasetprice": 0,
-            "volume": 0,
-            "tag": b"\x00" * 32,
-            "apprestrict": ZERO,
-            "workerpoolrestrict": ZERO,
-            "requesterrestrict": ZERO,
-            "salt": b"\x00" * 32,
-        },
-        "WorkerpoolOrder": {
-            **common,
-            "workerpool": pool,
-            "workerpoolprice": 0,
-            "category": 0,
-            "trust": 1,
-            "apprestrict": ZERO,
-            "datasetrestrict": ZERO,
-        },
-        "RequestOrder": {
-            "salt": salt,
-            "volume": volume,
-            "tag": tag,
-            "app": app,
-            "appmaxprice": 0,
-            "dataset": ZERO,
-            "datasetmaxprice": 0,
-            "workerpool": pool,
-            "workerpoolmaxprice": 0,
-            "requester": requester,
-            "category": 0,
-            "trust": 1,
-            "beneficiary": requester,
-            "callback": ZERO,
-            "params": params,
-        },
+def _same_deployment(journal: Journal, client: ChainClient) -> bool:
+    mine = {k.lower(): v.lower() for k, v in client.addresses.items()}
+    return journal.chain_id == client.profile.chain_id and mine == {
+        k.lower(): v.lower() for k, v in journal.contracts.items()
     }
-
-
-# -- plan ---------------------------------------------------------------------------------------
-
-
-def _new_journal(bundle: RunBundle, client: ChainClient, deals: str) -> dict[str, Any]:
-    return {
-        "format": JOURNAL_FORMAT,
-        "run_id": bundle.run_id,
-        "registry_run_id": "0x" + run_id_bytes(bundle.run_id).hex(),
-        "origin": bundle.meta.get("origin"),
-        "profile": client.profile.name,
-        "chain_id": client.profile.chain_id,
-        "contracts": dict(client.addresses),
-        "deals": deals,
-        "accounts": {r: client.accounts.address(r) for r in ("requester", "scheduler", "worker")},
-        "apps": {},
-        "workerpool": None,
-        "records": [],
-        "deals_list": [],
-        "actions": [],
-        "anchors": [],
-    }
-
-
-def plan(doc: dict[str, Any], lines: list[bytes], size: int, root: bytes) -> int:
-    """Add tasks for records [planned, size) and an anchor of (size, root); returns new actions."""
-    before = len(doc["actions"])
-    planned = len(doc["records"])
-    deals_mode = doc["deals"]
-    contracts = doc["contracts"]
-    accounts = doc["accounts"]
-    new = [record_info(i, lines[i]) for i in range(planned, size)]
-    new_tasks: list[str] = []
-
-    def add(kind: str, **params: Any) -> None:
-        doc["actions"].append(
-            {"id": len(doc["actions"]), "kind": kind, "status": "pending", "params": params}
-        )
-
-    if deals_mode != "none" and new:
-        if doc["workerpool"] is None:
-            doc["workerpool"] = pool_address(contracts["WorkerpoolRegistry"], accounts["scheduler"])
-            add("create_pool", owner=accounts["scheduler"], address=doc["workerpool"])
-        groups: list[list[RecordInfo]] = []
-        if deals_mode == "per-job":
-            groups = [[r] for r in new]
-        else:
-            keyed: dict[tuple[bytes, str | None], list[RecordInfo]] = {}
-            for r in new:
-                keyed.setdefault((r.app_checksum, r.enclave), []).append(r)
-            groups = list(keyed.values())
-        for group in groups:
-            head = group[0]
-            checksum_hex = "0x" + head.app_checksum.hex()
-            if checksum_hex not in doc["apps"]:
-                args = app_args(
-                    accounts["requester"], head.rule, head.app_checksum, head.image_digest
-                )
-                address = app_address(contracts["AppRegistry"], args)
-                doc["apps"][checksum_hex] = {"address": address, "rule": head.rule}
-                add(
-                    "register_app",
-                    address=address,
-                    owner=args[0],
-                    name=args[1],
-                    multiaddr="0x" + args[3].hex(),
-                    checksum=checksum_hex,
-                    mrenclave="0x" + args[5].hex(),
-                )
-            app = doc["apps"][checksum_hex]["address"]
-            salt = hashlib.sha256(
-                f"{doc['run_id']}/{deals_mode}/deal/{head.index}".encode()
-            ).digest()
-            params = json.dumps(
-                {"pox_run": doc["run_id"], "records": [head.index, group[-1].index + 1]},
-                separators=(",", ":"),
-            )
-            request = orders(
-                app=app,
-                pool=doc["workerpool"],
-                requester=accounts["requester"],
-                volume=len(group),
-                salt=salt,
-                params=params,
-            )["RequestOrder"]
-            request_hash = poco.order_hash(
-                "RequestOrder", request, doc["chain_id"], contracts["PocoHub"]
-            )
-            deal = poco.deal_id(request_hash, 0)
-            deal_hex = "0x" + deal.hex()
-            doc["deals_list"].append(
-                {"deal": deal_hex, "app": app, "volume": len(group), "first_record": head.index}
-            )
-            add(
-                "match",
-                deal=deal_hex,
-                app=app,
-                volume=len(group),
-                salt="0x" + salt.hex(),
-                params=params,
-            )
-            for idx, r in enumerate(group):
-                task = "0x" + poco.task_id(deal, idx).hex()
-                doc["records"].append(
-                    {
-                        "index": r.index,
-                        "digest": "0x" + r.digest.hex(),
-                        "deal": deal_hex,
-                        "idx": idx,
-                        "task": task,
-                        "app": app,
-                        "enclave": r.enclave,
-                    }
-                )
-                new_tasks.append(task)
-                if deals_mode == "per-job":
-                    add("initialize", deal=deal_hex, idx=idx, task=task)
-                    add("finalize", task=task, digest="0x" + r.digest.hex(), enclave=r.enclave)
-            if deals_mode == "batched":
-                for start in range(0, len(group), BATCH_MAX):
-                    chunk = group[start : start + BATCH_MAX]
-                    add(
-                        "finalize_batch",
-                        deal=deal_hex,
-                        first=start,
-                        count=len(chunk),
-                        digests=["0x" + r.digest.hex() for r in chunk],
-                        enclave=head.enclave,
-                    )
-        doc["records"].sort(key=lambda rec: rec["index"])
-    elif new:
-        doc["records"].extend(
-            {"index": r.index, "digest": "0x" + r.digest.hex(), "task": None} for r in new
-        )
-    last = max((int(a["params"]["size"]) for a in _anchor_actions(doc)), default=0)
-    if size > last:
-        add("anchor", size=size, root="0x" + root.hex(), task_ids=new_tasks)
-    return len(doc["actions"]) - before
-
-
-def _anchor_actions(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [a for a in doc["actions"] if a["kind"] == "anchor"]
-
-
-# -- execute ------------------------------------------------------------------------------------
-
-
-def _b32(hex_text: str) -> bytes:
-    return bytes.fromhex(hex_text.removeprefix("0x"))
-
-
-def _enclave_key(workdir: Path, address: str | None) -> str:
-    if address is None:
-        raise SettleError("a record binds no enclave challenge key (recorded before PoX chain)")
-    path = workdir / ".pox" / "enclave-keys" / f"{Web3.to_checksum_address(address)}.key"
-    try:
-        return "0x" + path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError as exc:
-        raise SettleError(
-            f"{path}: the enclave challenge key is gone; its results cannot be signed"
-        ) from exc
-
-
-def _already_done(client: ChainClient, doc: dict[str, Any], action: dict[str, Any]) -> bool:
-    p = action["params"]
-    kind = action["kind"]
-    if kind == "register_app":
-        return bool(client.contract("AppRegistry").functions.isRegistered(p["address"]).call())
-    if kind == "create_pool":
-        registry = client.contract("WorkerpoolRegistry")
-        return bool(registry.functions.isRegistered(p["address"]).call())
-    if kind == "match":
-        return int(client.hub.functions.viewDeal(_b32(p["deal"])).call()[12]) > 0
-    if kind == "initialize":
-        return int(client.hub.functions.viewTask(_b32(p["task"])).call()[0]) != 0
-    if kind == "finalize":
-        return int(client.hub.functions.viewTask(_b32(p["task"])).call()[0]) == 3
-    if kind == "finalize_batch":
-        done = int(client.hub.functions.viewBatchedCount(_b32(p["deal"])).call())
-        return done >= int(p["first"]) + int(p["count"])
-    if kind == "anchor":
-        runs = client.runs.functions
-        run_id = _b32(doc["registry_run_id"])
-        if bytes(runs.rootAt(run_id, int(p["size"])).call()) == _b32(p["root"]):
-            return True
-        latest = int(runs.viewRun(run_id).call()[1])
-        if latest > int(p["size"]):
-            action["superseded"] = True
-            return True  # a later checkpoint is anchored; this one can no longer be
-        return False
-    raise SettleError(f"unknown journal action {kind!r}")
-
-
-def _call(
-    client: ChainClient, doc: dict[str, Any], action: dict[str, Any], workdir: Path
-) -> tuple[str, Any]:
-    """(role, contract call) that performs `action`."""
-    p = action["params"]
-    kind = action["kind"]
-    contracts = doc["contracts"]
-    worker = client.accounts.address("worker")
-    if kind == "register_app":
-        return "requester", client.contract("AppRegistry").functions.createApp(
-            p["owner"],
-            p["name"],
-            APP_TYPE,
-            _b32(p["multiaddr"]),
-            _b32(p["checksum"]),
-            _b32(p["mrenclave"]),
-        )
-    if kind == "create_pool":
-        return "scheduler", client.contract("WorkerpoolRegistry").functions.createWorkerpool(
-            p["owner"], POOL_DESCRIPTION
-        )
-    if kind == "match":
-        chain_id, hub = doc["chain_id"], contracts["PocoHub"]
-        signers = {
-            "AppOrder": "requester",
-            "WorkerpoolOrder": "scheduler",
-            "RequestOrder": "requester",
-        }
-        book = orders(
-            app=p["app"],
-            pool=doc["workerpool"],
-            requester=doc["accounts"]["requester"],
-            volume=int(p["volume"]),
-            salt=_b32(p["salt"]),
-            params=p["params"],
-        )
-        signed = {
-            t: {
-                **o,
-                "sign": poco.sign_order(t, o, chain_id, hub, client.accounts.key(signers[t]))
-                if t in signers
-                else b"",
-            }
-            for t, o in book.items()
-        }
-        return "requester", client.hub.functions.matchOrders(
-            signed["AppOrder"],
-            signed["DatasetOrder"],
-            signed["WorkerpoolOrder"],
-            signed["RequestOrder"],
-        )
-    if kind == "initialize":
-        return "worker", client.hub.functions.initialize(_b32(p["deal"]), int(p["idx"]))
-    if kind == "finalize":
-        task, digest = _b32(p["task"]), _b32(p["digest"])
-        enclave = Web3.to_checksum_address(p["enclave"])
-        auth = poco.sign_authorization(client.accounts.key("scheduler"), worker, task, enclave)
-        seal = poco.sign_result(_enclave_key(workdir, enclave), worker, task, digest)
-        uri = f"pox-run:{doc['run_id']}".encode()
-        return "worker", client.hub.functions.contributeAndFinalize(
-            task, digest, uri, b"", enclave, seal, auth
-        )
-    if kind == "finalize_batch":
-        deal = _b32(p["deal"])
-        first, count = int(p["first"]), int(p["count"])
-        botfirst = 0  # deals matched here start at index 0 (fresh request order)
-        digests = [_b32(d) for d in p["digests"]]
-        root = poco.batch_results_root(deal, botfirst + first, digests)
-        batch = poco.batch_id(deal, botfirst + first, count)
-        enclave = Web3.to_checksum_address(p["enclave"])
-        auth = poco.sign_authorization(client.accounts.key("scheduler"), worker, batch, enclave)
-        seal = poco.sign_result(_enclave_key(workdir, enclave), worker, batch, root)
-        uri = f"pox-run:{doc['run_id']}".encode()
-        return "worker", client.hub.functions.contributeAndFinalizeBatch(
-            deal, botfirst + first, count, root, uri, enclave, seal, auth
-        )
-    if kind == "anchor":
-        return "requester", client.runs.functions.anchorRun(
-            _b32(doc["registry_run_id"]),
-            doc["origin"],
-            int(p["size"]),
-            _b32(p["root"]),
-            f"pox-run:{doc['run_id']}",
-            [_b32(t) for t in p["task_ids"]],
-        )
-    raise SettleError(f"unknown journal action {kind!r}")
 
 
 def settle(
@@ -567,81 +136,155 @@ def settle(
     if deals not in DEALS_MODES:
         raise SettleError(f"deals mode {deals!r}: choose one of {', '.join(DEALS_MODES)}")
     result = SettleResult()
-    with _journal_lock(bundle):
-        doc = read_journal(bundle)
-        if doc is None:
-            doc = _new_journal(bundle, client, deals)
-        elif int(doc["chain_id"]) != client.profile.chain_id or {
-            k.lower(): v.lower() for k, v in doc["contracts"].items()
-        } != {k.lower(): v.lower() for k, v in client.addresses.items()}:
+    with journal_lock(bundle):
+        journal = load_journal(bundle) or _new_journal(bundle, client, deals)
+        if not _same_deployment(journal, client):
             raise SettleError(
-                f"run {bundle.run_id} is settled on chain {doc['chain_id']} (profile "
-                f"{doc['profile']}), contracts {doc['contracts'].get('PocoHub')}; not on "
+                f"run {bundle.run_id} is settled on chain {journal.chain_id} (profile "
+                f"{journal.profile}), contracts {journal.contracts.get('PocoHub')}; not on "
                 f"{client.profile.name}"
             )
         size, root, lines = checkpoint_state(bundle)
-        first_new = len(doc["actions"])
+        first_new = len(journal.actions)
         if size > 0:
-            plan(doc, lines, size, root)
-        _save(bundle, doc)  # every pending action is on disk before anything is sent
-        last_save = time.monotonic()
-        for action in doc["actions"]:
-            if action["status"] == "done":
-                continue
-            # Actions planned just now were never sent by anyone (the journal lock is held):
-            # skip their on-chain check, except registrations (other runs may have made them) and
-            # anchors (one call; a later checkpoint may already be anchored).
-            fresh = action["id"] >= first_new and action["kind"] not in ALWAYS_CHECKED
-            try:
-                if not fresh and retry(
-                    functools.partial(_already_done, client, doc, action),
-                    deadline=deadline,
-                    what=f"checking {action['kind']} #{action['id']}",
-                ):
-                    action["status"] = "done"
-                    action["noop"] = True
-                    result.noop += 1
-                    continue
-                role, call = _call(client, doc, action, bundle.workdir)
-                tx = client.send(role, call, deadline=deadline)
-            except ChainUnavailable as exc:
-                result.error = str(exc)
-                break
-            except ChainReverted as exc:
-                action["status"] = "failed"
-                action["error"] = str(exc)
-                _save(bundle, doc)
-                result.error = f"{action['kind']} #{action['id']}: {exc}"
-                break
-            except Exception as exc:  # the node dropped mid-call (web3 raises many types)
-                if not is_transient(exc):
-                    raise
-                result.error = f"chain unavailable ({exc})"
-                break
-            action.update(
-                status="done",
-                tx_hash=tx.tx_hash,
-                block=tx.block_number,
-                gas_used=tx.gas_used,
-                role=role,
-            )
-            if action["kind"] == "anchor":
-                block = client.w3.eth.get_block(tx.block_number)
-                record = {
-                    "size": action["params"]["size"],
-                    "root": action["params"]["root"],
-                    "tx_hash": tx.tx_hash,
-                    "block": tx.block_number,
-                    "timestamp": int(block["timestamp"]),
-                }
-                doc["anchors"].append(record)
-                result.anchored_size = int(action["params"]["size"])
-            result.sent += 1
-            result.gas_used += tx.gas_used
-            result.txs.append({"kind": action["kind"], "tx_hash": tx.tx_hash, "gas": tx.gas_used})
-            if action["kind"] == "anchor" or time.monotonic() - last_save > 1.0:
-                _save(bundle, doc)
-                last_save = time.monotonic()
-        result.pending = sum(1 for a in doc["actions"] if a["status"] != "done")
-        _save(bundle, doc)
+            plan(journal, lines, size, root)
+        save_journal(bundle, journal)  # every pending action is on disk before anything is sent
+        _run_pending(
+            bundle, journal, Context(client, journal, bundle.workdir), first_new, deadline, result
+        )
+        result.pending = journal.pending()
+        save_journal(bundle, journal)
     return result
+
+
+def _run_pending(
+    bundle: RunBundle,
+    journal: Journal,
+    ctx: Context,
+    first_new: int,
+    deadline: float,
+    result: SettleResult,
+) -> None:
+    client = ctx.client
+    last_save = time.monotonic()
+    for action in journal.actions:
+        if action.status == "done":
+            continue
+        kind = action_kind(action)
+        fresh = action.id >= first_new and not kind.checked_when_fresh
+        try:
+            if not fresh and retry(
+                functools.partial(kind.done, ctx, action),
+                deadline=deadline,
+                what=f"checking {action.kind} #{action.id}",
+            ):
+                action.status = "done"
+                action.noop = True
+                result.noop += 1
+                continue
+            role, call = kind.call(ctx, action)
+            tx = client.send(role, call, deadline=deadline)
+        except ChainUnavailable as exc:
+            result.error = str(exc)
+            return
+        except ChainReverted as exc:
+            if _done_meanwhile(kind, ctx, action, deadline):
+                result.noop += 1  # another settler (a concurrent run, `pox anchor`) did it first
+                continue
+            action.status = "failed"
+            action.error = str(exc)
+            save_journal(bundle, journal)
+            result.error = f"{action.kind} #{action.id}: {exc}"
+            return
+        except Exception as exc:  # the node dropped mid-call (web3 raises many types)
+            if not is_transient(exc):
+                raise
+            result.error = f"chain unavailable ({exc})"
+            return
+        action.status = "done"
+        action.tx_hash, action.block, action.gas_used, action.role = (
+            tx.tx_hash,
+            tx.block_number,
+            tx.gas_used,
+            role,
+        )
+        if action.kind == "anchor":
+            block = client.w3.eth.get_block(tx.block_number)
+            journal.anchors.append(
+                AnchorEntry(
+                    size=int(action.params["size"]),
+                    root=str(action.params["root"]),
+                    tx_hash=tx.tx_hash,
+                    block=tx.block_number,
+                    timestamp=int(block["timestamp"]),
+                )
+            )
+            result.anchored_size = int(action.params["size"])
+        result.sent += 1
+        result.gas_used += tx.gas_used
+        result.txs.append({"kind": action.kind, "tx_hash": tx.tx_hash, "gas": tx.gas_used})
+        if action.kind == "anchor" or time.monotonic() - last_save > SAVE_INTERVAL_S:
+            save_journal(bundle, journal)
+            last_save = time.monotonic()
+
+
+def _done_meanwhile(kind: ActionKind, ctx: Context, action: Action, deadline: float) -> bool:
+    """After a revert: is the action's effect on chain after all? Then it is done, not failed."""
+    try:
+        done = retry(
+            functools.partial(kind.done, ctx, action),
+            deadline=deadline,
+            what=f"re-checking {action.kind} #{action.id}",
+        )
+    except ChainUnavailable:
+        return False
+    if done:
+        action.status = "done"
+        action.noop = True
+    return done
+
+
+@dataclass(frozen=True)
+class AnchorTarget:
+    """What `pox anchor` settles: the run, on which profile, with which deals mode."""
+
+    bundle: RunBundle
+    profile: Profile
+    deals: str
+
+
+def resolve_anchor_target(
+    run: str | None, workdir: Path, *, chain: str | None = None, deals: str | None = None
+) -> AnchorTarget:
+    """The run (id, prefix, directory or latest), its profile and deals mode.
+
+    The profile is, in order: `chain` (`none` is a usage error: nothing to do), the journal's,
+    the one the run was recorded with unless `none`, else `local`; the deals mode: `deals`, the
+    journal's, the run's, else `batched`.
+    """
+    bundle = resolve_run(run, workdir)
+    journal = load_journal(bundle)
+    meta_chain = bundle.meta.get("chain", {})
+    run_settings = bundle.meta.get("settings", {})
+    if not isinstance(meta_chain, dict) or not isinstance(run_settings, dict):
+        raise BundleError(
+            f"{bundle.path / 'run.json'}: fields 'chain' and 'settings' must be objects"
+        )
+    name = chain
+    if name is None:  # a run recorded with `none` is anchored later on the local devnet
+        name = (journal.profile if journal else None) or meta_chain.get("profile")
+        if not name or name == "none":
+            name = "local"
+    mode = (
+        deals
+        or (journal.deals if journal else None)
+        or meta_chain.get("deals")
+        or run_settings.get("deals")
+        or "batched"
+    )
+    if mode not in DEALS_MODES:
+        raise UsageError(f"deals mode {mode!r}: choose one of {', '.join(DEALS_MODES)}")
+    profile = load_profile(str(name))
+    if profile is None:
+        raise UsageError("`pox anchor --chain none` has nothing to do")
+    return AnchorTarget(bundle=bundle, profile=profile, deals=str(mode))

@@ -118,30 +118,15 @@ def _keys(args: argparse.Namespace) -> int:
 
 def _anchor(args: argparse.Namespace) -> int:
     from pox_executor.chain.client import connect
-    from pox_executor.chain.profiles import load_profile
-    from pox_executor.chain.settle import read_journal, settle
-    from pox_executor.provenance.bundle import resolve_run
+    from pox_executor.chain.settle import resolve_anchor_target, settle
 
-    bundle = resolve_run(args.run, args.directory.resolve())
-    journal = read_journal(bundle)
-    meta_chain = bundle.meta.get("chain", {})
-    run_settings = bundle.meta.get("settings", {})
-    name = args.chain or (journal or {}).get("profile") or meta_chain.get("profile")
-    if not name or name == "none":
-        name = "local"
-    deals = (
-        args.deals
-        or (journal or {}).get("deals")
-        or meta_chain.get("deals")
-        or run_settings.get("deals")
-        or "batched"
+    target = resolve_anchor_target(
+        args.run, args.directory.resolve(), chain=args.chain, deals=args.deals
     )
-    profile = load_profile(name)
-    if profile is None:
-        raise UsageError("`pox anchor --chain none` has nothing to do")
+    profile, bundle = target.profile, target.bundle
     deadline = time.monotonic() + args.timeout
     client = connect(profile, deadline=deadline)
-    result = settle(bundle, client, deals=deals, deadline=deadline)
+    result = settle(bundle, client, deals=target.deals, deadline=deadline)
     print(
         f"run {bundle.run_id} on {profile.name}: {result.sent} sent, {result.noop} already on "
         f"chain, {result.pending} pending"

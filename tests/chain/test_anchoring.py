@@ -1,6 +1,8 @@
 """Runs anchored on a real anvil: each deals mode verifies on chain, tampering is caught on chain,
 a node killed mid-run leaves the workflow complete and `pox anchor` finishes later, two workflows
-share one node without nonce errors, and anchoring twice is a no-op.
+share one node without nonce errors, anchoring twice is a no-op, a stranger anchoring the run
+id first (with a huge tree size) does not stop settlement, and a log rolled back below its
+latest anchor fails verification.
 
 One devnet (its own data directory, so nothing touches the user's) serves the whole module and
 is stopped at the end. Without anvil these tests skip locally and fail when CI=true.
@@ -16,13 +18,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chain_tools import require_tool
+from eth_account import Account
 from poxrun import only_bundle, require_sandbox_tools, snakemake_env
+from web3 import Web3
 
+from pox_executor.audit.chain_check import check_chain
+from pox_executor.audit.findings import Report
 from pox_executor.chain import localnet
+from pox_executor.chain.artifacts import load_artifact
+from pox_executor.chain.deploy import transact
 from pox_executor.chain.devnet import find_anvil
+from pox_executor.chain.ids import run_id_bytes
+from pox_executor.provenance.bundle import RunBundle
 
 SNAKEFILE = """
 rule all:
@@ -200,3 +211,69 @@ def test_chain_none_then_pox_anchor(chain_env: dict[str, str], tmp_path: Path) -
     assert result.returncode == 0, result.stdout + result.stderr
     report = verify_json(workdir)
     assert report["ok"] and report["facts"]["anchored_size"] == 3  # type: ignore[index]
+
+
+def _registry(chain_env: dict[str, str]) -> tuple[Web3, Any]:
+    node = localnet.start()
+    w3 = Web3(Web3.HTTPProvider(node.rpc_url))
+    addresses = localnet.ensure_deployed(node)
+    return w3, w3.eth.contract(
+        address=Web3.to_checksum_address(addresses["WorkflowRunRegistry"]),
+        abi=load_artifact("WorkflowRunRegistry").abi,
+    )
+
+
+def test_stranger_anchoring_ahead_does_not_stop_settlement(
+    chain_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Attack: someone anchors the run id first with a huge tree size (under the old registry
+    settlement then found "a later checkpoint is anchored" and skipped the real anchor)."""
+    workdir = workflow(tmp_path, "wf-squat", jobs=2)
+    finish(snakemake(workdir, chain="none"))
+    bundle = only_bundle(workdir)
+    run_id = json.loads((bundle / "run.json").read_text())["run_id"]
+    w3, registry = _registry(chain_env)
+    stranger = localnet.dev_keys()["worker"]
+    transact(
+        w3,
+        stranger,
+        registry.functions.anchorRun(
+            run_id_bytes(run_id), f"pox/run/{run_id}", 2**64 - 1, b"\x66" * 32, "evil", []
+        ),
+    )
+    result = pox(workdir, "anchor", "--deals", "none")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 sent" in result.stdout, result.stdout  # the anchor was sent, not skipped
+    report = verify_json(workdir)
+    assert report["ok"], report
+    assert report["facts"]["anchored_size"] == 3  # type: ignore[index]
+
+
+def test_rollback_below_an_anchor_is_caught(chain_env: dict[str, str], tmp_path: Path) -> None:
+    """The log truncated below its latest anchor (with a matching older checkpoint or not)."""
+    workdir = workflow(tmp_path, "wf-rollback", jobs=3)
+    finish(snakemake(workdir, "--pox-deals", "none"))
+    bundle = RunBundle.load(only_bundle(workdir))
+    # in process: the requester the signed log names decides whose anchors count
+    requester = json.loads((bundle.path / "chain.json").read_text())["accounts"]["requester"]
+    right = Report("run")
+    check_chain(bundle, right, expected_requester=requester)
+    assert right.ok and right.facts["anchored_size"] == 4, right.findings
+    assert not any("taken from chain.json" in f.message for f in right.findings)
+    stranger = Account.from_key(localnet.dev_keys()["worker"]).address
+    wrong = Report("run")
+    check_chain(bundle, wrong, expected_requester=stranger)
+    assert any(
+        f.check == "anchor" and "not the run's requester" in f.message for f in wrong.errors
+    ), wrong.findings
+    assert any("not anchored on chain by" in f.message for f in wrong.errors), wrong.findings
+    fallback = Report("run")
+    check_chain(bundle, fallback)
+    assert fallback.ok and any("taken from chain.json" in f.message for f in fallback.findings)
+    log = only_bundle(workdir) / "attestations.intoto.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]))
+    report = verify_json(workdir)
+    assert not report["ok"]
+    errors = [f["message"] for f in report["findings"] if f["check"] == "anchor"]  # type: ignore[union-attr,index]
+    assert any("rollback below an anchor" in str(m) for m in errors), report["findings"]

@@ -125,13 +125,15 @@ orders_strategy = st.fixed_dictionaries(
 
 
 def _orders(
-    draw: dict[str, Any], market: dict[str, Any], requester: str
+    draw: dict[str, Any], market: dict[str, Any], requester: str, *, batched: bool = False
 ) -> dict[str, dict[str, Any]]:
+    """Orders for one deal; `batched` puts PoX's batch bit in the request and pool tags."""
+    mode_bits = poco.TAG_BATCHED if batched else 0
     salt = bytes(
         a ^ b for a, b in zip(draw["salt"], next(_unique).to_bytes(32, "big"), strict=True)
     )
     dataset = market["dataset"] if draw["with_dataset"] else ZERO
-    pool_tag = _tee_tag(draw["app_bits"] | draw["request_bits"] | 0x0E)
+    pool_tag = _tee_tag(draw["app_bits"] | draw["request_bits"] | 0x0E | mode_bits)
     va, vd, vw, vr = draw["volumes"]
     restrict = draw["restrict"]
     return {
@@ -159,7 +161,8 @@ def _orders(
             "dataset": dataset, "datasetmaxprice": draw["datasetprice"] + draw["slack"],
             "workerpool": market["workerpool"] if restrict else ZERO,
             "workerpoolmaxprice": draw["workerpoolprice"] + draw["slack"], "requester": requester,
-            "volume": vr, "tag": _tee_tag(draw["request_bits"]), "category": 0, "trust": 1,
+            "volume": vr, "tag": _tee_tag(draw["request_bits"] | mode_bits), "category": 0,
+            "trust": 1,
             "beneficiary": requester, "callback": ZERO, "params": draw["params"], "salt": salt,
         },
     }  # fmt: skip
@@ -269,9 +272,11 @@ def test_batched_path_matches_python(
     seed: bytes,
     enclave_key: str,
 ) -> None:
-    orders = _orders(draw, market, addresses["requester"])
+    orders = _orders(draw, market, addresses["requester"], batched=True)
     deal, event = _match(w3, pox, keys, orders)
     first = pox.hub.functions.viewDeal(deal).call()[11]
+    with pytest.raises(TransactionError):  # the mode was fixed at match: no per-task switch
+        transact(w3, keys["worker"], pox.hub.functions.initialize(deal, first))
     count = event["volume"]
     digests = [Web3.keccak(seed + i.to_bytes(4, "big")) for i in range(count)]
     root = poco.batch_results_root(deal, first, digests)

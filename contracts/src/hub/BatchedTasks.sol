@@ -13,7 +13,10 @@ import {PocoTypes} from "./IPocoHub.sol";
 ///         takes the task id's place in PoCo's two messages, so only a worker the scheduler (or
 ///         TEE broker) authorized for that batch and enclave challenge, holding a result signed
 ///         by that enclave, can finalize it; batches must start where the previous one ended,
-///         so no task is paid twice; and a deal is either per-task or batched, never both.
+///         so no task is paid twice; and a deal is either per-task or batched, never both: its
+///         request and workerpool orders carry `TAG_BATCHED` or not, so the mode is fixed when
+///         the deal is matched (PoCo's own per-task calls revert on a batched deal, and the
+///         batched calls on a per-task one).
 ///         `BatchProofs` checks one task's result against its batch's root.
 abstract contract BatchedTasks is TaskLifecycle {
     /// @notice PoCo's task id of task `idx` of a deal.
@@ -51,7 +54,6 @@ abstract contract BatchedTasks is TaskLifecycle {
         batchid = batchIdOf(dealid, first, count);
         _checkEnclave(deal.workerpoolOwner, batchid, resultsRoot, enclaveChallenge, enclaveSign, authorizationSign);
 
-        deal.mode = MODE_BATCHED;
         deal.batchedCount += uint64(count);
         _batches[dealid].push(PocoTypes.Batch(uint64(first), uint64(count), msg.sender, resultsRoot));
         _payTasks(deal, batchid, msg.sender, count);
@@ -64,8 +66,7 @@ abstract contract BatchedTasks is TaskLifecycle {
     function _checkNextBatch(DealRecord storage deal, bytes32 dealid, uint256 first, uint256 count) private view {
         uint256 botSize = deal.botSize;
         if (botSize == 0) revert UnknownDeal(dealid);
-        if (deal.mode == MODE_PER_TASK) revert DealInOtherMode(dealid);
-        if (deal.callback != address(0)) revert CallbackNotBatchable(deal.callback);
+        if (deal.tag & TAG_BATCHED == 0) revert DealIsPerTask(dealid);
         if (count == 0) revert EmptyBatch();
         uint256 botFirst = deal.botFirst;
         uint256 done = deal.batchedCount;
@@ -75,13 +76,13 @@ abstract contract BatchedTasks is TaskLifecycle {
         if (block.timestamp >= deadline) revert ContributionDeadlinePassed(deadline);
     }
 
-    /// @notice After the final deadline, fail every task of a batched (or untouched) deal that no
+    /// @notice After the final deadline, fail every task of a batched deal that no
     ///         batch finalized: refund the requester and send the scheduler's stake to the kitty.
     function claimBatch(bytes32 dealid) external {
         DealRecord storage deal = _deals[dealid];
         uint256 botSize = deal.botSize;
         if (botSize == 0) revert UnknownDeal(dealid);
-        if (deal.mode == MODE_PER_TASK) revert DealInOtherMode(dealid);
+        if (deal.tag & TAG_BATCHED == 0) revert DealIsPerTask(dealid);
         uint256 finalDeadline = uint256(deal.startTime) + uint256(deal.timeref) * FINAL_DEADLINE_RATIO;
         if (block.timestamp < finalDeadline) revert FinalDeadlineNotReached(finalDeadline);
         uint256 done = deal.batchedCount;
@@ -89,7 +90,6 @@ abstract contract BatchedTasks is TaskLifecycle {
         uint256 count = botSize - done;
         uint256 first = uint256(deal.botFirst) + done;
 
-        deal.mode = MODE_BATCHED;
         deal.batchedCount = uint64(botSize);
         _failTasks(deal, batchIdOf(dealid, first, count), count);
         emit BatchClaimed(dealid, first, count);

@@ -10,7 +10,9 @@ import {PocoOrders} from "../libs/PocoOrders.sol";
 ///         membership, signatures or presignatures, remaining volume), then a deal with PoCo's
 ///         deal id `keccak256(requestHash, consumed[requestHash])` and the escrow locks.
 ///         This hub only runs TEE tasks through `contributeAndFinalize`, so a deal must carry
-///         the TEE tag bit and a trust of at most 1 (PoCo's value for that path).
+///         the TEE tag bit and a trust of at most 1 (PoCo's value for that path). A deal whose
+///         tag carries `TAG_BATCHED` is batched from the start and cannot have a callback; any
+///         other deal is per-task. Nothing later can change a deal's mode.
 abstract contract DealMatching is OrderBook {
     using PocoOrders for PocoOrders.AppOrder;
     using PocoOrders for PocoOrders.DatasetOrder;
@@ -45,6 +47,9 @@ abstract contract DealMatching is OrderBook {
     ) external returns (bytes32 dealid) {
         Matching memory m;
         m.tag = _checkTerms(apporder, datasetorder, workerpoolorder, requestorder);
+        if (m.tag & TAG_BATCHED != 0 && requestorder.callback != address(0)) {
+            revert CallbackNotBatchable(requestorder.callback);
+        }
         _checkRestrictions(apporder, datasetorder, workerpoolorder, requestorder);
         _checkEntriesAndSignatures(m, apporder, datasetorder, workerpoolorder, requestorder);
         m.volume = _dealVolume(m, apporder, datasetorder, workerpoolorder, requestorder);
@@ -237,7 +242,6 @@ abstract contract DealMatching is OrderBook {
             timeref: uint40(timeref),
             beneficiary: requestorder.beneficiary,
             batchedCount: 0,
-            mode: MODE_UNSET,
             callback: requestorder.callback,
             tag: m.tag,
             params: requestorder.params

@@ -27,9 +27,10 @@ abstract contract HubStorage is IPocoHubEvents, IPocoHubErrors {
     /// @notice TEE framework bits (Scone 0x2, Gramine 0x4, TDX 0x8) ignored on dataset tags.
     bytes32 internal constant DATASET_TAG_MASK = ~bytes32(uint256(0x0E));
 
-    uint8 internal constant MODE_UNSET = 0;
-    uint8 internal constant MODE_PER_TASK = 1;
-    uint8 internal constant MODE_BATCHED = 2;
+    /// @notice Tag bit 128 (PoX's, unused by iExec): the deal is batched. It sits in the request
+    ///         order (so the requester signs it) and, by PoCo's tag rule, in the workerpool order
+    ///         (so the scheduler agrees to it); a deal's mode is thus fixed when it is matched.
+    bytes32 public constant TAG_BATCHED = bytes32(uint256(1) << 128);
 
     /// @dev A deal, packed. Prices are bounded to uint96 at match time (79e9 native coins).
     struct DealRecord {
@@ -52,7 +53,6 @@ abstract contract HubStorage is IPocoHubEvents, IPocoHubErrors {
         uint40 timeref;
         address beneficiary;
         uint64 batchedCount;
-        uint8 mode;
         address callback;
         bytes32 tag;
         string params;

@@ -168,7 +168,10 @@ interface IPocoHubErrors {
     // Tasks
     error TaskIndexOutOfDeal(bytes32 dealid, uint256 idx);
     error UnknownDeal(bytes32 dealid);
-    error DealInOtherMode(bytes32 dealid);
+    /// @notice `initialize` was called on a batched deal (`TAG_BATCHED`, fixed at match).
+    error DealIsBatched(bytes32 dealid);
+    /// @notice A batched call was made on a per-task deal (no `TAG_BATCHED`, fixed at match).
+    error DealIsPerTask(bytes32 dealid);
     error TaskNotActive(bytes32 taskid);
     error ContributionDeadlinePassed(uint256 deadline);
     error FinalDeadlineNotReached(uint256 deadline);

@@ -17,7 +17,8 @@ interface IOracleConsumer {
 ///         enclave challenge's signature over (resultHash, resultSeal), payments) and `claim`
 ///         after the final deadline (refund the requester, seize the scheduler's stake).
 abstract contract TaskLifecycle is DealMatching {
-    /// @notice Open task `idx` of a deal. Anyone may call it; a task opens once.
+    /// @notice Open task `idx` of a per-task deal. Anyone may call it; a task opens once.
+    ///         Reverts with `DealIsBatched` on a batched deal (its mode was fixed at match).
     /// @return taskid PoCo's task id.
     function initialize(bytes32 dealid, uint256 idx) public returns (bytes32 taskid) {
         DealRecord storage deal = _deals[dealid];
@@ -25,9 +26,7 @@ abstract contract TaskLifecycle is DealMatching {
         if (idx < deal.botFirst || idx >= uint256(deal.botFirst) + deal.botSize) {
             revert TaskIndexOutOfDeal(dealid, idx);
         }
-        uint8 mode = deal.mode;
-        if (mode == MODE_BATCHED) revert DealInOtherMode(dealid);
-        if (mode == MODE_UNSET) deal.mode = MODE_PER_TASK;
+        if (deal.tag & TAG_BATCHED != 0) revert DealIsBatched(dealid);
 
         taskid = keccak256(abi.encodePacked(dealid, idx));
         TaskRecord storage task = _tasks[taskid];

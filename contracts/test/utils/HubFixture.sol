@@ -182,6 +182,17 @@ abstract contract HubFixture is TestBase {
         return hub.matchOrders(appOrder(volume), datasetOrder(volume), workerpoolOrder(volume), requestOrder(volume));
     }
 
+    /// @dev A batched deal: the requester asks for `TAG_BATCHED` and the scheduler offers it.
+    function matchBatched(uint256 volume) internal returns (bytes32) {
+        PocoOrders.WorkerpoolOrder memory w = workerpoolOrder(volume);
+        PocoOrders.RequestOrder memory r = requestOrder(volume);
+        w.tag = TEE_TAG | hub.TAG_BATCHED();
+        r.tag = TEE_TAG | hub.TAG_BATCHED();
+        resignWorkerpool(w);
+        resignRequest(r);
+        return hub.matchOrders(appOrder(volume), datasetOrder(volume), w, r);
+    }
+
     /// @dev Scheduler's authorization of `who` for a task (or batch) id and enclave.
     function authorization(address who, bytes32 subject, address enclaveChallenge)
         internal

@@ -35,6 +35,7 @@ interface Vm {
     function assertEq(bytes calldata left, bytes calldata right, string calldata error) external pure;
     function assertEq(string calldata left, string calldata right, string calldata error) external pure;
     function assertLe(uint256 left, uint256 right, string calldata error) external pure;
+    function assertGt(uint256 left, uint256 right, string calldata error) external pure;
 }
 
 /// @notice Base of every test: the cheatcode handle and small helpers forge-std would give.
