@@ -29,7 +29,7 @@ from pox_executor.audit.findings import Report
 from pox_executor.chain import poco
 from pox_executor.chain.client import ChainClient, connect_readonly
 from pox_executor.chain.ids import run_id_bytes
-from pox_executor.chain.jobs import JobRecord, read_job
+from pox_executor.chain.jobs import SettledJob, read_job
 from pox_executor.chain.journal import Journal, RecordEntry, load_journal
 from pox_executor.chain.profiles import load_profile
 from pox_executor.errors import PoxError
@@ -62,6 +62,13 @@ def check_chain(
     recorded = meta_chain.get("profile") if isinstance(meta_chain, dict) else None
     expected = chain or (journal.profile if journal else None) or recorded
     if journal is None:
+        if expected_requester is not None and chain != "none":
+            report.error(
+                "chain",
+                f"the signed log names requester {expected_requester}, so the run was to be "
+                "anchored, but its chain.json is missing",
+            )
+            return
         if not expected or expected == "none":
             report.note("chain", "the run is not anchored (recorded with --pox-chain none)")
         else:
@@ -228,7 +235,7 @@ def _check(
     for deal_hex, group in by_deal.items():
         deal = _b32(deal_hex)
         group.sort(key=lambda r: int(r.idx or 0))
-        infos: list[JobRecord] = []
+        infos: list[SettledJob] = []
         for r in group:
             index = r.index
             if index >= len(lines):

@@ -18,7 +18,7 @@ import json
 
 from pox_executor.chain import poco
 from pox_executor.chain.ids import app_address, app_args, orders, pool_address
-from pox_executor.chain.jobs import JobRecord, read_job
+from pox_executor.chain.jobs import SettledJob, read_job
 from pox_executor.chain.journal import AppEntry, DealEntry, Journal, RecordEntry
 
 BATCH_MAX = 500  # tasks per batch transaction (bounded calldata/gas on an 8M-gas chain)
@@ -49,16 +49,16 @@ def plan(journal: Journal, lines: list[bytes], size: int, root: bytes) -> int:
     return len(journal.actions) - before
 
 
-def _groups(journal: Journal, jobs: list[JobRecord]) -> list[list[JobRecord]]:
+def _groups(journal: Journal, jobs: list[SettledJob]) -> list[list[SettledJob]]:
     if journal.deals == "per-job":
         return [[job] for job in jobs]
-    keyed: dict[tuple[bytes, str | None], list[JobRecord]] = {}
+    keyed: dict[tuple[bytes, str | None], list[SettledJob]] = {}
     for job in jobs:
         keyed.setdefault((job.app_checksum, job.enclave), []).append(job)
     return list(keyed.values())
 
 
-def _app(journal: Journal, head: JobRecord) -> str:
+def _app(journal: Journal, head: SettledJob) -> str:
     """The app of a job's code identity, planning its registration the first time."""
     checksum_hex = "0x" + head.app_checksum.hex()
     if checksum_hex not in journal.apps:
@@ -77,7 +77,7 @@ def _app(journal: Journal, head: JobRecord) -> str:
     return journal.apps[checksum_hex].address
 
 
-def _plan_deals(journal: Journal, jobs: list[JobRecord]) -> list[str]:
+def _plan_deals(journal: Journal, jobs: list[SettledJob]) -> list[str]:
     if journal.workerpool is None:
         scheduler = journal.accounts["scheduler"]
         journal.workerpool = pool_address(journal.contracts["WorkerpoolRegistry"], scheduler)

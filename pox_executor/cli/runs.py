@@ -131,7 +131,13 @@ def _verify(args: argparse.Namespace) -> int:
     if not args.offline:
         from pox_executor.audit.chain_check import check_chain
 
-        check_chain(bundle, report, chain=args.chain)
+        requester = report.facts.get("requester")
+        check_chain(
+            bundle,
+            report,
+            chain=args.chain,
+            expected_requester=str(requester) if requester else None,
+        )
     return print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
 
 

@@ -6,23 +6,25 @@ journal loader names the field that is wrong; and which run, profile and deals m
 
 from __future__ import annotations
 
-import base64
-import json
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from recorded import Step, record_run
 
 from pox_executor.chain import poco
 from pox_executor.chain.ids import orders, run_id_bytes
-from pox_executor.chain.jobs import SLSA_PROVENANCE_V1, read_job
+from pox_executor.chain.jobs import read_job
 from pox_executor.chain.journal import Journal, load_journal, parse_journal, save_journal
 from pox_executor.chain.planning import plan
 from pox_executor.chain.settle import resolve_anchor_target
 from pox_executor.errors import BundleError, UsageError
 from pox_executor.provenance import merkle
 from pox_executor.provenance.bundle import RunBundle
+from pox_executor.provenance.log import read_log_lines
 
-ENCLAVE = "0x" + "ee" * 20
 ACCOUNTS = {
     "requester": "0x" + "11" * 20,
     "scheduler": "0x" + "22" * 20,
@@ -36,46 +38,31 @@ CONTRACTS = {
 }
 
 
-def envelope(statement: dict[str, object]) -> bytes:
-    payload = base64.b64encode(json.dumps(statement).encode()).decode()
-    doc = {"payloadType": "application/vnd.in-toto+json", "payload": payload, "signatures": []}
-    return json.dumps(doc, separators=(",", ":")).encode()
+@functools.cache
+def _recorded_lines() -> tuple[bytes, ...]:
+    """A real run recorded in-process (tests/recorded.py): its session-open, one job per output
+    of rule `make`, and its session-close, exactly as the recorder writes them."""
+    workdir = Path(tempfile.mkdtemp(prefix="pox-settle-plan-"))
+    steps = [
+        Step(i + 1, "make", ("data.txt",), (name,), f"cp data.txt {name}")
+        for i, name in enumerate(OUTPUTS)
+    ]
+    run = record_run(workdir, steps)
+    lines = tuple(read_log_lines(run.bundle.attestations_path).lines)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return lines
+
+
+OUTPUTS = ("a.txt", "b.txt", "c.txt", "0.txt", "1.txt", "2.txt")
 
 
 def job_line(rule: str, output: str) -> bytes:
-    return envelope(
-        {
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": output, "digest": {"sha256": "00" * 32}}],
-            "predicateType": SLSA_PROVENANCE_V1,
-            "predicate": {
-                "buildDefinition": {"externalParameters": {"rule": rule}},
-                "runDetails": {
-                    "byproducts": [
-                        {
-                            "annotations": {
-                                "binding": {
-                                    "image_digest": "sha256:" + "ab" * 32,
-                                    "enclave_challenge": ENCLAVE,
-                                }
-                            }
-                        }
-                    ]
-                },
-            },
-        }
-    )
+    assert rule == "make"
+    return _recorded_lines()[1 + OUTPUTS.index(output)]
 
 
 def session_line() -> bytes:
-    return envelope(
-        {
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [],
-            "predicateType": "https://pox.example/session-open/v1",
-            "predicate": {"keys": []},
-        }
-    )
+    return _recorded_lines()[0]
 
 
 def new_journal(deals: str) -> Journal:
@@ -95,7 +82,8 @@ def test_session_entries_are_anchored_but_not_settled() -> None:
     lines = [session_line(), job_line("make", "a.txt"), job_line("make", "b.txt"), session_line()]
     assert read_job(0, lines[0]) is None
     job = read_job(1, lines[1])
-    assert job is not None and job.rule == "make" and job.enclave == ENCLAVE
+    assert job is not None and job.rule == "make" and job.enclave is not None
+    assert read_job(len(OUTPUTS) + 1, _recorded_lines()[-1]) is None  # the session-close
     journal = new_journal("per-job")
     root = merkle.root([merkle.leaf_hash(line) for line in lines])
     plan(journal, lines, len(lines), root)
