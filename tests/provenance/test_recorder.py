@@ -116,10 +116,10 @@ def test_a_rerun_with_nothing_to_do_leaves_no_bundle(tmp_path: Path) -> None:
     workdir = tmp_path / "w"
     record_run(workdir)
     recorder = new_recorder(workdir)
-    assert len(list_runs(workdir)) == 2  # created at start ...
+    assert len(list_runs(workdir)) == 1  # nothing on disk before a session opens ...
     recorder.finish("succeeded", [])
     assert recorder.removed
-    assert len(list_runs(workdir)) == 1  # ... and gone: no empty "running" bundle is the latest
+    assert len(list_runs(workdir)) == 1  # ... nor after: no empty "running" bundle is the latest
 
 
 def test_a_resumed_run_states_the_log_it_continues(tmp_path: Path) -> None:
