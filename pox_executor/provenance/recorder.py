@@ -41,6 +41,7 @@ from pox_executor.provenance.names import record_name
 from pox_executor.provenance.records import (
     JobRecord,
     LogEntry,
+    SessionClose,
     SessionOpen,
     job_task_id,
     read_entries,
@@ -195,6 +196,14 @@ class RunRecorder:
     ) -> tuple[RunBundle, WriterLock | None, bool]:
         if resume:
             for bundle, lock in find_resumable(self.workdir, snakefile):
+                entries = read_entries(bundle.attestations_path, strict=False)
+                if entries and isinstance(entries[-1], SessionClose):
+                    # killed after its signed closing, before run.json said so: it is finished
+                    bundle.index.status = entries[-1].status
+                    bundle.index.finished = entries[-1].finished
+                    bundle.save()
+                    lock.release()
+                    continue
                 log.info("PoX: resuming interrupted run %s", bundle.run_id)
                 return bundle, lock, True
         fields = {k: meta[k] for k in _INDEX_META if k in meta}
