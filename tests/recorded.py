@@ -155,6 +155,7 @@ def record_run(
 
 def crash(run: RecordedRun) -> None:
     """What a kill leaves: the writer's lock is released, no closing is written."""
+    assert run.recorder._writer_lock is not None
     run.recorder._writer_lock.release()
     run.recorder.hasher.cache.close()
 

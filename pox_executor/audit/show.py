@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pox_executor.errors import PoxError
-from pox_executor.provenance.bundle import RunBundle
+from pox_executor.provenance.bundle import RunBundle, RunIndex
 from pox_executor.provenance.checkpoint import parse_signed_note
 from pox_executor.provenance.records import JobRecord, SessionClose, SessionOpen, read_entries
 
@@ -21,7 +21,7 @@ from pox_executor.provenance.records import JobRecord, SessionClose, SessionOpen
 @dataclass
 class RunSummary:
     run_id: str
-    meta: dict[str, Any]
+    index: RunIndex
     jobs: list[JobRecord]
     tree_size: int | None
     root: str | None
@@ -34,7 +34,7 @@ class RunSummary:
         """The signed closing's status; `incomplete` when the log has none (run.json's in ())."""
         if self.close is not None:
             return self.close.status
-        return f"incomplete; run.json says {self.meta.get('status')}"
+        return f"incomplete; run.json says {self.index.status}"
 
     def to_json(self) -> dict[str, Any]:
         per_rule: dict[str, Counter[str]] = defaultdict(Counter)
@@ -43,7 +43,7 @@ class RunSummary:
         return {
             "run_id": self.run_id,
             "status": self.status,
-            "created": self.meta.get("created"),
+            "created": self.index.created,
             "finished": self.close.finished if self.close else None,
             "snakemake_version": self.sessions[0].snakemake_version if self.sessions else None,
             "records": len(self.jobs),
@@ -89,7 +89,7 @@ def summarize(bundle: RunBundle) -> RunSummary:
         pass
     return RunSummary(
         bundle.run_id,
-        bundle.meta,
+        bundle.index,
         jobs,
         tree_size,
         root,
@@ -219,7 +219,6 @@ def render_runs(bundles: list[RunBundle]) -> str:
         except PoxError:
             records = 0
         rows.append(
-            f"{bundle.run_id:32} {bundle.meta.get('status', '?'):10} {records:>7}  "
-            f"{bundle.meta.get('snakefile', '?')}"
+            f"{bundle.run_id:32} {bundle.index.status:10} {records:>7}  {bundle.index.snakefile}"
         )
     return "\n".join(rows)

@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -239,29 +238,34 @@ class RunBundle:
         return cls(path=path, index=RunIndex.from_json(data, where=str(run_file)))
 
     @classmethod
-    def create(cls, workdir: Path, fields: Mapping[str, Any] | None = None) -> RunBundle:
-        """A new bundle directory with run.json; `fields` sets RunIndex fields (checked)."""
+    def new(cls, workdir: Path, fields: Mapping[str, Any] | None = None) -> RunBundle:
+        """A new bundle in memory only (nothing on disk until `write_new`); `fields` sets
+        RunIndex fields (checked)."""
         run_id = new_run_id()
-        path = runs_root(workdir) / run_id
-        now = _now()
         data = {
             **dict(fields or {}),
             "format": RUN_FORMAT,
             "run_id": run_id,
             "origin": origin_for(run_id),
             "status": STATUS_RUNNING,
-            "created": now,
+            "created": _now(),
         }
         index = RunIndex.from_json(data, where="new run.json")
-        path.mkdir(parents=True)
-        (path / "logs").mkdir()
-        bundle = cls(path=path, index=index)
-        bundle.save()
+        return cls(path=runs_root(workdir) / run_id, index=index)
+
+    @classmethod
+    def create(cls, workdir: Path, fields: Mapping[str, Any] | None = None) -> RunBundle:
+        """A new bundle directory with run.json."""
+        bundle = cls.new(workdir, fields)
+        bundle.write_new()
         return bundle
 
-    def remove(self) -> None:
-        """Delete the bundle directory (a run that recorded nothing)."""
-        shutil.rmtree(self.path, ignore_errors=True)
+    def write_new(self) -> None:
+        """Create the directory of a bundle made by `new`, with logs/ and run.json."""
+        # exist_ok: a job's runtime may already have made logs/ for its captured output
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "logs").mkdir(exist_ok=True)
+        self.save()
 
 
 _MAX_RUN_FILE_BYTES = 64 * 1024 * 1024

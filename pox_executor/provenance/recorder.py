@@ -41,6 +41,7 @@ from pox_executor.provenance.names import EXTERNAL_PREFIX, is_external, record_n
 from pox_executor.provenance.records import (
     JobRecord,
     LogEntry,
+    SessionClose,
     SessionOpen,
     job_task_id,
     read_entries,
@@ -118,8 +119,9 @@ class RunRecorder:
     """Writer of one run bundle. Thread-safe: jobs record concurrently.
 
     A session's signed opening is appended lazily, before its first record (after the plugin
-    handed over the workflow sources), and its closing by `finish`; a new run that recorded
-    nothing is removed at `finish`, so a re-run with nothing to do leaves no empty bundle.
+    handed over the workflow sources), and its closing by `finish`. A new run's directory is
+    created with that opening, so a re-run with nothing to do (Snakemake may not even shut the
+    executor down then) leaves no empty bundle.
     """
 
     def __init__(
@@ -145,7 +147,23 @@ class RunRecorder:
         self.key = SigningKey.generate()
         self.enclave_challenge: str | None = None
         existing = self._existing_entries()
-        self.session_index = sum(1 for e in existing if isinstance(e, SessionOpen))
+        openings = [e for e in existing if isinstance(e, SessionOpen)]
+        self.session_index = len(openings)
+        # run.json is an index of the log: rebuild its sessions from the signed openings (a kill
+        # between appending an opening and saving run.json must not lose one)
+        self.bundle.index.sessions = [
+            SessionIndex(
+                index=o.session,
+                line=o.line_no,
+                key_name=o.key_name,
+                keyid=o.public_key.keyid,
+                public_key=o.public_key.hex(),
+                started=o.started,
+                backend=o.backend,
+                isolated=o.isolated,
+            )
+            for o in openings
+        ]
         self.key_name = f"pox-run-{self.run_id}-s{self.session_index}"
         self.log = RunLog(
             self.bundle.path,
@@ -175,16 +193,21 @@ class RunRecorder:
 
     def _open_bundle(
         self, snakefile: str, meta: dict[str, Any], *, resume: bool
-    ) -> tuple[RunBundle, WriterLock, bool]:
+    ) -> tuple[RunBundle, WriterLock | None, bool]:
         if resume:
             for bundle, lock in find_resumable(self.workdir, snakefile):
+                entries = read_entries(bundle.attestations_path, strict=False)
+                if entries and isinstance(entries[-1], SessionClose):
+                    # killed after its signed closing, before run.json said so: it is finished
+                    bundle.index.status = entries[-1].status
+                    bundle.index.finished = entries[-1].finished
+                    bundle.save()
+                    lock.release()
+                    continue
                 log.info("PoX: resuming interrupted run %s", bundle.run_id)
                 return bundle, lock, True
         fields = {k: meta[k] for k in _INDEX_META if k in meta}
-        bundle = RunBundle.create(self.workdir, {**fields, "snakefile": snakefile})
-        lock = WriterLock(bundle.path)
-        lock.try_acquire()
-        return bundle, lock, False
+        return RunBundle.new(self.workdir, {**fields, "snakefile": snakefile}), None, False
 
     def _existing_entries(self) -> list[LogEntry]:
         """The entries already in the log (a resumed run): strict, a bad line stops the run."""
@@ -199,6 +222,10 @@ class RunRecorder:
         with self._lock:
             if self.opened:
                 return
+            if self._writer_lock is None:
+                self.bundle.write_new()
+                self._writer_lock = WriterLock(self.bundle.path)
+                self._writer_lock.try_acquire()
             self.enclave_challenge = new_enclave_challenge(self.workdir)
             public_hex = self.key.public_key.hex()
             binding = Binding(
@@ -508,14 +535,12 @@ class RunRecorder:
     def finish(self, status: str, dag_edges: Sequence[Mapping[str, Any]]) -> None:
         """Append the session's signed closing (status, counts, size before it), update run.json.
 
-        A new run whose session never opened (Snakemake had nothing to do) is removed instead.
+        A new run whose session never opened (Snakemake had nothing to do) leaves nothing.
         """
         with self._lock:
             if not self.opened and not self.resumed and self.log.size == 0:
                 self.hasher.cache.close()
-                self._writer_lock.release()
-                self.bundle.remove()
-                self.removed = True
+                self.removed = True  # nothing was written: the bundle never existed on disk
                 return
             self._ensure_open()
             finished = utc_now()
@@ -537,7 +562,8 @@ class RunRecorder:
             index.root_sha256 = self.log.root().hex()
             self.bundle.save()
         self.hasher.cache.close()
-        self._writer_lock.release()
+        if self._writer_lock is not None:
+            self._writer_lock.release()
 
 
 def discarded_writes_line(facts: JobFacts, outcome: RunOutcome, *, shown: int = 3) -> str | None:

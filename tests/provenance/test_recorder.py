@@ -116,10 +116,10 @@ def test_a_rerun_with_nothing_to_do_leaves_no_bundle(tmp_path: Path) -> None:
     workdir = tmp_path / "w"
     record_run(workdir)
     recorder = new_recorder(workdir)
-    assert len(list_runs(workdir)) == 2  # created at start ...
+    assert len(list_runs(workdir)) == 1  # nothing on disk before a session opens ...
     recorder.finish("succeeded", [])
     assert recorder.removed
-    assert len(list_runs(workdir)) == 1  # ... and gone: no empty "running" bundle is the latest
+    assert len(list_runs(workdir)) == 1  # ... nor after: no empty "running" bundle is the latest
 
 
 def test_a_resumed_run_states_the_log_it_continues(tmp_path: Path) -> None:
@@ -176,3 +176,14 @@ def test_records_concurrently_keep_one_opening(tmp_path: Path) -> None:
     assert sum(isinstance(e, SessionOpen) for e in entries) == 1
     assert isinstance(entries[0], SessionOpen)
     assert sum(isinstance(e, JobRecord) for e in entries) == 6
+
+
+def test_a_run_killed_after_its_closing_is_not_resumed(tmp_path: Path) -> None:
+    workdir = tmp_path / "w"
+    run = record_run(workdir)
+    index = run.bundle.path / "run.json"
+    index.write_text(index.read_text().replace('"status": "succeeded"', '"status": "running"'))
+    recorder = new_recorder(workdir)
+    assert not recorder.resumed
+    assert RunBundle.load(run.bundle.path).index.status == "succeeded"
+    recorder.finish("succeeded", [])
