@@ -1,5 +1,22 @@
-"""Enclave runtimes (where a job runs) and the TEE evidence they produce.
+"""Enclave runtimes (where a job runs), the images they run in, and the TEE evidence they produce.
 
-`runtime` defines the interface every backend implements; `sim` is the default bubblewrap backend;
-`evidence` the evidence envelope and report-data binding shared by producers and verifiers.
+Modules:
+
+- `runtime`: the protocol every backend implements (`EnclaveRuntime`, `JobSpec`, `RunOutcome`:
+  what ran each attempt, the identity included, travels back in the outcome);
+- `backends`: the registry mapping `--pox-backend` names to runtimes;
+- `sim`: the default backend, bubblewrap isolation plus simulated evidence;
+- `docker`: one container per job in a measured enclave image;
+- `jobprocess`: what the backends share (job processes, registration and cancellation, stage
+  root, the report of discarded writes, the measurement document);
+- `isolation`: the bubblewrap sandbox and the private overlay of the working directory, and the
+  commit of declared outputs;
+- `engine`: the Docker Engine API (docker SDK), for the docker backend and the image builder;
+- `images/`: offline reproducible builds of the `pox/<name>` images (recipes, archive state,
+  cache, wheels, root filesystem, deterministic tar, build and listing);
+- `environment`: the software environment a sim job sees, and its digest;
+- `evidence`: the evidence envelope, the report-data binding and the `sim-report` format;
+- `producers/`: evidence from the TEE this process runs in (Gramine SGX, configfs-tsm TDX/SNP,
+  sim);
+- `verifiers/`: verification of evidence against an attestation policy.
 """
