@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pox_executor.enclave import images as img
+from pox_executor.enclave.images import cache, recipes
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -77,7 +78,9 @@ def build_times(rebuild: bool) -> dict[str, dict[str, object]]:
     result: dict[str, dict[str, object]] = {}
     for name in img.recipe_names():
         info = img.build_image(name, force=rebuild)
-        record = img._load_record(img.cache_dir() / name / img.recipe_digest(img.load_recipe(name)))
+        record = cache.load_record(
+            cache.build_entry(name, recipes.recipe_digest(recipes.load_recipe(name)))
+        )
         result[name] = {
             "measurement": info.measurement,
             "size_mb": round(info.size_bytes / 1e6, 1),

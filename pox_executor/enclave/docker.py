@@ -347,20 +347,19 @@ class DockerRuntime:
         )
 
     def _read_only_extras(self, spec: JobSpec) -> list[str]:
-        """Host paths the job's command names outside the working directory (read-only)."""
-        extras: list[str] = []
-        for option in ("--snakefile",):
-            value = _option_value(spec.command, option)
-            if not value:
-                continue
-            path = Path(value)
-            path = path if path.is_dir() else path.parent
-            if not path.exists() or path.is_relative_to(spec.workdir):
-                continue
-            if any(ch in str(path) for ch in (",", "\n")):
-                continue
-            extras.append(str(path))
-        return sorted(set(extras))
+        """Host paths outside the working directory the job reads: `JobSpec.readable` and the
+        Snakefile's folder its command names. Mounted read-only at the same path."""
+        candidates = [Path(p) for p in spec.readable]
+        snakefile = _option_value(spec.command, "--snakefile")
+        if snakefile:
+            path = Path(snakefile)
+            candidates.append(path if path.is_dir() else path.parent)
+        extras = {
+            str(path)
+            for path in candidates
+            if path.is_absolute() and path.exists() and not path.is_relative_to(spec.workdir)
+        }
+        return sorted(extras)
 
     def _run_container(
         self,

@@ -149,6 +149,24 @@ def test_no_network_no_capabilities_no_new_privileges_read_only_root(
 
 
 @pytest.mark.integration
+def test_readable_outside_paths_are_visible_read_only(
+    runtime: DockerRuntime, workdir: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere" / "reference.txt"
+    outside.parent.mkdir()
+    outside.write_text("reference\n")
+    outcome, log = _run(
+        runtime,
+        workdir,
+        f"cat {outside}; echo x >> {outside} 2>/dev/null && echo WROTE; echo done",
+        readable=(str(outside),),
+    )
+    assert outcome.exit_code == 0, log
+    assert "reference" in log and "WROTE" not in log and "done" in log
+    assert outside.read_text() == "reference\n"
+
+
+@pytest.mark.integration
 def test_network_only_when_the_rule_asks(runtime: DockerRuntime, workdir: Path) -> None:
     outcome, log = _run(runtime, workdir, "ls /sys/class/net", network=True)
     assert outcome.exit_code == 0, log
@@ -402,3 +420,12 @@ def test_container_command_uses_the_image_interpreter_and_a_private_source_cache
     assert f"--runtime-source-cache-path {CONTAINER_SOURCE_CACHE} " in out
     assert "/root/.cache" not in out
     assert os.path.basename(sys.executable) not in out.split()[0:1]
+
+
+def test_the_backend_needs_the_engine_module_not_the_image_builder() -> None:
+    probe = (
+        "import sys, pox_executor.enclave.docker; "
+        "print(sorted(m for m in sys.modules if m.startswith('pox_executor.enclave.images')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from docker_images import REPO, images
 
-from pox_executor.enclave import images as img
+from pox_executor.enclave import engine
+from pox_executor.enclave.images import build, cache, recipes, tarball
 from pox_executor.errors import UsageError
 
 LANGUAGE_CHECKS = {
@@ -45,14 +46,14 @@ def test_deterministic_tar_ignores_creation_order_and_times(tmp_path: Path) -> N
     first, second = tmp_path / "first", tmp_path / "second"
     _tree(first, ["a/one.txt", "b/two.txt", "c.txt"], mtime=1_800_000_000)
     _tree(second, ["c.txt", "b/two.txt", "a/one.txt"], mtime=1_900_000_000)
-    d1 = img.write_deterministic_tar(first, tmp_path / "1.tar")
-    d2 = img.write_deterministic_tar(second, tmp_path / "2.tar")
+    d1 = tarball.write_deterministic_tar(first, tmp_path / "1.tar")
+    d2 = tarball.write_deterministic_tar(second, tmp_path / "2.tar")
     assert d1 == d2
     with tarfile.open(tmp_path / "1.tar") as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
     assert names == sorted(names, key=lambda n: n.split("/"))
-    assert all(m.mtime <= img.SOURCE_DATE_EPOCH for m in members)
+    assert all(m.mtime <= recipes.SOURCE_DATE_EPOCH for m in members)
     assert all(m.uname == "" and m.gname == "" for m in members)
     hard = [m for m in members if m.islnk()]
     assert [(m.name, m.linkname) for m in hard] == [("hard.txt", "a/one.txt")]
@@ -61,21 +62,21 @@ def test_deterministic_tar_ignores_creation_order_and_times(tmp_path: Path) -> N
 def test_deterministic_tar_changes_with_content(tmp_path: Path) -> None:
     root = tmp_path / "r"
     _tree(root, ["a/one.txt"], mtime=1)
-    d1 = img.write_deterministic_tar(root, tmp_path / "1.tar")
+    d1 = tarball.write_deterministic_tar(root, tmp_path / "1.tar")
     (root / "a" / "one.txt").write_text("other\n")
-    assert img.write_deterministic_tar(root, tmp_path / "2.tar") != d1
+    assert tarball.write_deterministic_tar(root, tmp_path / "2.tar") != d1
 
 
 def test_every_image_has_a_recipe_dockerfile_and_expected_measurement() -> None:
-    assert img.recipe_names() == ["node", "python", "r", "rust"]
-    for name in img.recipe_names():
-        recipe = img.load_recipe(name)
+    assert recipes.recipe_names() == ["node", "python", "r", "rust"]
+    for name in recipes.recipe_names():
+        recipe = recipes.load_recipe(name)
         assert "python3" in recipe.packages and recipe.tag == f"pox/{name}:latest"
         folder = REPO / "enclave_images" / name
         assert (folder / "Dockerfile").is_file()
-        expected = img._read_expected(folder / img.EXPECTED_FILE)
+        expected = cache.read_expected(folder / cache.EXPECTED_FILE)
         assert expected is not None and len(expected) == 64
-        assert (folder / img.PACKAGES_FILE).read_text().strip()
+        assert (folder / cache.PACKAGES_FILE).read_text().strip()
 
 
 def test_requirements_pin_snakemake_of_the_host_with_hashes() -> None:
@@ -83,7 +84,7 @@ def test_requirements_pin_snakemake_of_the_host_with_hashes() -> None:
 
     lines = [
         line
-        for line in img.requirements_file().read_text().splitlines()
+        for line in recipes.requirements_file().read_text().splitlines()
         if line and not line.startswith("#")
     ]
     assert f"snakemake=={snakemake.__version__} --hash=sha256:" in "\n".join(lines)
@@ -94,25 +95,25 @@ def test_recipe_digest_follows_the_recipe(tmp_path: Path, monkeypatch: pytest.Mo
     copy = tmp_path / "enclave_images"
     shutil.copytree(REPO / "enclave_images", copy)
     monkeypatch.setenv("POX_ENCLAVE_IMAGES", str(copy))
-    before = img.recipe_digest(img.load_recipe("node"))
-    assert img.recipe_digest(img.load_recipe("node")) == before
+    before = recipes.recipe_digest(recipes.load_recipe("node"))
+    assert recipes.recipe_digest(recipes.load_recipe("node")) == before
     recipe = json.loads((copy / "node" / "recipe.json").read_text())
     recipe["packages"].append("jq")
     (copy / "node" / "recipe.json").write_text(json.dumps(recipe))
-    assert img.recipe_digest(img.load_recipe("node")) != before
+    assert recipes.recipe_digest(recipes.load_recipe("node")) != before
     recipe["packages"].remove("python3")
     (copy / "node" / "recipe.json").write_text(json.dumps(recipe))
     with pytest.raises(UsageError, match="python3"):
-        img.load_recipe("node")
+        recipes.load_recipe("node")
     with pytest.raises(UsageError, match="no enclave image recipe"):
-        img.load_recipe("cobol")
+        recipes.load_recipe("cobol")
 
 
 def test_measurement_of_single_and_multi_layer_images() -> None:
     one = {"Id": "sha256:" + "c" * 64, "RootFS": {"Layers": ["sha256:" + "a" * 64]}}
     two = {"Id": "sha256:" + "c" * 64, "RootFS": {"Layers": ["sha256:1", "sha256:2"]}}
-    assert img.measurement_of(one) == "a" * 64
-    assert img.measurement_of(two) == "c" * 64
+    assert engine.measurement_of(one) == "a" * 64
+    assert engine.measurement_of(two) == "c" * 64
 
 
 # -- real builds ---------------------------------------------------------------------------------
@@ -123,13 +124,13 @@ def test_all_four_images_build_offline_and_run_their_toolchains() -> None:
     built = images()
     assert sorted(built) == ["node", "python", "r", "rust"]
     for name, info in built.items():
-        inspected = img.inspect_image(info.tag)
+        inspected = engine.inspect_image(info.tag)
         assert inspected is not None
         assert inspected["RootFS"]["Layers"] == [f"sha256:{info.measurement}"]
         labels = inspected["Config"]["Labels"]
-        assert labels[img.LABEL_MEASUREMENT] == info.measurement
-        assert inspected["Config"]["User"] == f"{img.JOB_UID}:{img.JOB_UID}"
-        recipe = img.load_recipe(name)
+        assert labels[build.LABEL_MEASUREMENT] == info.measurement
+        assert inspected["Config"]["User"] == f"{engine.JOB_UID}:{engine.JOB_UID}"
+        recipe = recipes.load_recipe(name)
         out = subprocess.run(
             ["docker", "run", "--rm", "--network", "none", info.tag, *recipe.check],
             capture_output=True,
@@ -166,12 +167,12 @@ def test_building_twice_gives_the_same_measurement(
     """A second build from an empty cache (as an auditor's machine has) matches the first."""
     first = images("python")["python"]
     monkeypatch.setenv("POX_IMAGE_CACHE", str(tmp_path / "auditor-cache"))
-    rebuilt = img.build_image("python", force=True)
+    rebuilt = build.build_image("python", force=True)
     assert rebuilt.cached is False and rebuilt.build_seconds is not None
     assert rebuilt.measurement == first.measurement
-    expected = img._read_expected(REPO / "enclave_images" / "python" / img.EXPECTED_FILE)
+    expected = cache.read_expected(REPO / "enclave_images" / "python" / cache.EXPECTED_FILE)
     if expected != rebuilt.measurement:  # the Debian archive moved since it was written
-        lock = (REPO / "enclave_images" / "python" / img.PACKAGES_FILE).read_text().split()
+        lock = (REPO / "enclave_images" / "python" / cache.PACKAGES_FILE).read_text().split()
         assert sorted(lock) != sorted(p for p in rebuilt.packages if p), (
             "same package versions but a different measurement: the build is not reproducible"
         )
