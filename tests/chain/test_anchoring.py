@@ -122,13 +122,14 @@ def test_each_deals_mode_verifies_on_chain(
     facts = report["facts"]
     assert report["ok"], report
     assert isinstance(facts, dict)
-    assert facts["anchored_size"] == 6
+    # the log: the session's signed opening, 6 jobs (5 and `all`), its signed closing
+    assert facts["anchored_size"] == 8
     if deals != "none":
         assert facts["tasks_completed"] == 6
     doc = journal(workdir)
     assert all(a["status"] == "done" for a in doc["actions"])  # type: ignore[union-attr]
     anchors = doc["anchors"]
-    assert isinstance(anchors, list) and anchors[-1]["size"] == 6
+    assert isinstance(anchors, list) and anchors[-1]["size"] == 8
     kinds = {a["kind"] for a in doc["actions"]}  # type: ignore[union-attr]
     expected = {
         "batched": {"anchor", "match", "finalize_batch"},
@@ -137,7 +138,7 @@ def test_each_deals_mode_verifies_on_chain(
     }[deals]
     assert expected <= kinds
     show = pox(workdir, "show")
-    assert show.returncode == 0 and "anchor size 6 in block" in show.stdout
+    assert show.returncode == 0 and "anchor size 8 in block" in show.stdout
 
 
 def test_tampered_bundle_fails_on_chain_checks(chain_env: dict[str, str], tmp_path: Path) -> None:
@@ -210,7 +211,8 @@ def test_chain_none_then_pox_anchor(chain_env: dict[str, str], tmp_path: Path) -
     result = pox(workdir, "anchor", "--deals", "batched")
     assert result.returncode == 0, result.stdout + result.stderr
     report = verify_json(workdir)
-    assert report["ok"] and report["facts"]["anchored_size"] == 3  # type: ignore[index]
+    # opening, 2 jobs and `all`, closing
+    assert report["ok"] and report["facts"]["anchored_size"] == 5  # type: ignore[index]
 
 
 def _registry(chain_env: dict[str, str]) -> tuple[Web3, Any]:
@@ -246,7 +248,7 @@ def test_stranger_anchoring_ahead_does_not_stop_settlement(
     assert "1 sent" in result.stdout, result.stdout  # the anchor was sent, not skipped
     report = verify_json(workdir)
     assert report["ok"], report
-    assert report["facts"]["anchored_size"] == 3  # type: ignore[index]
+    assert report["facts"]["anchored_size"] == 5  # type: ignore[index]
 
 
 def test_rollback_below_an_anchor_is_caught(chain_env: dict[str, str], tmp_path: Path) -> None:
@@ -258,7 +260,7 @@ def test_rollback_below_an_anchor_is_caught(chain_env: dict[str, str], tmp_path:
     requester = json.loads((bundle.path / "chain.json").read_text())["accounts"]["requester"]
     right = Report("run")
     check_chain(bundle, right, expected_requester=requester)
-    assert right.ok and right.facts["anchored_size"] == 4, right.findings
+    assert right.ok and right.facts["anchored_size"] == 6, right.findings
     assert not any("taken from chain.json" in f.message for f in right.findings)
     stranger = Account.from_key(localnet.dev_keys()["worker"]).address
     wrong = Report("run")
