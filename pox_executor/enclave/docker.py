@@ -103,6 +103,8 @@ _LOG_DRAIN_S = 60.0
 BUILDER_PREFIX = "https://pox.dev/backends/docker"
 CONTAINER_SOURCE_CACHE = "/tmp/pox-source-cache"
 _SOURCE_CACHE_ARG = re.compile(r"--runtime-source-cache-path\s+('[^']*'|\S+)")
+# A storage plugin's setting and its values (Snakemake has no core option named --storage-*).
+_STORAGE_PLUGIN_ARG = re.compile(r" --storage-[a-z0-9-]+(?:\s+(?!--)(?:'[^']*'|[^\s']+))*")
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,13 @@ def container_command(command: str) -> str:
 
     The host's interpreter becomes the image's `python3`, and Snakemake's runtime source cache
     (a host directory under the invoking user's home) becomes a container-private one in /tmp.
+    The settings of the host's storage plugins are dropped: the images carry Snakemake without
+    any (`enclave_images/snakemake-requirements.txt`), and its parser refuses unknown options.
     """
     for exe in {sys.executable, os.path.realpath(sys.executable)}:
         for form in (shlex.quote(exe), exe):
             command = command.replace(f"{form} -m snakemake", "python3 -m snakemake")
+    command = _STORAGE_PLUGIN_ARG.sub("", command)
     return _SOURCE_CACHE_ARG.sub(f"--runtime-source-cache-path {CONTAINER_SOURCE_CACHE}", command)
 
 

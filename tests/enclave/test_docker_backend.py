@@ -469,6 +469,19 @@ def test_container_command_uses_the_image_interpreter_and_a_private_source_cache
     assert os.path.basename(sys.executable) not in out.split()[0:1]
 
 
+def test_container_command_drops_the_host_storage_plugin_settings() -> None:
+    # Snakemake passes every installed storage plugin's settings; the image has no such plugin.
+    host = (
+        "python3 -m snakemake --local-storage-prefix base64//LnNu --storage-http-allow-redirects "
+        "True --storage-s3-endpoint-url 'http://a b' --storage-fs-tags a:1 b:2 --default-resources "
+        "base64//dG1w --shared-fs-usage input-output storage-local-copies --mode 'remote'"
+    )
+    assert container_command(host) == (
+        "python3 -m snakemake --local-storage-prefix base64//LnNu --default-resources "
+        "base64//dG1w --shared-fs-usage input-output storage-local-copies --mode 'remote'"
+    )
+
+
 def test_the_backend_needs_the_engine_module_not_the_image_builder() -> None:
     probe = (
         "import sys, pox_executor.enclave.docker; "
