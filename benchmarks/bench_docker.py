@@ -13,7 +13,6 @@ Prints the ratio and writes benchmarks/results/docker.json.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import platform
 import statistics
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from pox_executor.enclave import images as img
 from pox_executor.enclave.images import cache, recipes
+from pox_executor.provenance.records import JobRecord, read_entries
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -61,10 +61,10 @@ def run_backend(backend: str, jobs: int) -> dict[str, float]:
             raise SystemExit(f"{backend} run failed:\n{run.stderr[-3000:]}")
         (bundle,) = list((workdir / ".pox" / "runs").iterdir())
         durations = []
-        for line in (bundle / "attestations.intoto.jsonl").read_bytes().splitlines():
-            statement = json.loads(base64.b64decode(json.loads(line)["payload"]))
-            meta = statement["predicate"]["runDetails"]["metadata"]
-            durations.append(_time(meta["finishedOn"]) - _time(meta["startedOn"]))
+        for entry in read_entries(bundle / "attestations.intoto.jsonl"):
+            if isinstance(entry, JobRecord):  # the log also holds session opens and closes
+                meta = entry.statement["predicate"]["runDetails"]["metadata"]
+                durations.append(_time(meta["finishedOn"]) - _time(meta["startedOn"]))
     return {
         "jobs": len(durations),
         "run_wall_s": round(wall, 3),

@@ -76,12 +76,6 @@ def commit_job_outputs(
     return CommitResult(discarded=tuple(sorted(discarded)), rejected=tuple(rejected))
 
 
-def commit_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec]) -> list[str]:
-    """`commit_job_outputs` for callers that only report: refused outputs are listed as such."""
-    result = commit_job_outputs(sandbox, workdir, outputs)
-    return [*result.discarded, *(f"refused {r}" for r in result.rejected)]
-
-
 def _staged(sandbox: Sandbox, real_workdir: str, destination: str) -> Path | None:
     if is_within(destination, real_workdir):
         return sandbox.upper / os.path.relpath(destination, real_workdir)

@@ -16,8 +16,14 @@ in the stage), and so are, created in the stage before the mount, the directorie
 each declared output (so one committed meanwhile by a concurrent job, owned by root, cannot shut
 the job out); existing files keep their owners, so the job can create files but cannot modify
 inputs or sources. After the job only its declared outputs, logs and benchmarks are moved into the
-real directory (`isolation.commit_outputs`); every other write or deletion is discarded and
-reported. `.pox/` is hidden from the job.
+real directory (`commit.commit_job_outputs`); every other write or deletion is discarded and
+reported. An output that is a symlink leaving the working directory (or into `.pox/`) is refused:
+the job fails and its log says why, as with `sim`. `.pox/` is hidden from the job.
+
+Environment: the host's variables filtered by `jobenv.job_environment` (secrets dropped unless the
+rule declares them with `envvars:`; the names that passed go into `RunOutcome.environment_names`),
+without those naming host places that mean nothing in the image (`PATH`, `PYTHONPATH`, the XDG
+directories...), with `HOME`, `TMPDIR`, `TMP` and `TEMP` set to the container's private /tmp.
 
 Identity: each attempt's `RunOutcome` carries the image it ran in (`image_digest`, `measurement`
 = SHA-256 of the image's root filesystem tar, see `enclave.engine.measurement_of`, and
@@ -45,9 +51,17 @@ from typing import BinaryIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pox_executor.enclave import engine
+from pox_executor.enclave.commit import commit_job_outputs
 from pox_executor.enclave.engine import JOB_UID, BindMount, ContainerConfig
 from pox_executor.enclave.evidence import Evidence
-from pox_executor.enclave.isolation import Sandbox, commit_outputs, create_sandbox
+from pox_executor.enclave.isolation import (
+    HOST_DIRECTORY_VARIABLES,
+    OVERLAY_FORBIDDEN,
+    PRIVATE_TMP,
+    Sandbox,
+    create_sandbox,
+)
+from pox_executor.enclave.jobenv import job_environment
 from pox_executor.enclave.jobprocess import (
     RunningJobs,
     measurement_of_document,
@@ -64,12 +78,33 @@ log = logging.getLogger(__name__)
 
 _NOT_HANDED_OVER = (".pox", ".git")
 _SNAKEMAKE_SKIP = ("conda", "singularity", "apptainer", "storage")
-_OVERLAY_FORBIDDEN = (",", ":", "\\", "\n")
+# Host variables that name host places or the host's interpreter: the image has its own.
+_HOST_ONLY_VARIABLES = (
+    *HOST_DIRECTORY_VARIABLES,
+    "PATH",
+    "PWD",
+    "OLDPWD",
+    "SHELL",
+    "SHLVL",
+    "HOSTNAME",
+    "_",
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+)
+# The container's /tmp is a private tmpfs: the job's scratch and home.
+_CONTAINER_PRIVATE = {name: PRIVATE_TMP for name in ("HOME", "TMPDIR", "TMP", "TEMP")}
 _WAIT_POLL_S = 1.0  # a wait returns as soon as the container stops; this only bounds cancellation
 _LOG_DRAIN_S = 60.0
 BUILDER_PREFIX = "https://pox.dev/backends/docker"
 CONTAINER_SOURCE_CACHE = "/tmp/pox-source-cache"
 _SOURCE_CACHE_ARG = re.compile(r"--runtime-source-cache-path\s+('[^']*'|\S+)")
+# A storage plugin's setting and its values (Snakemake has no core option named --storage-*).
+_STORAGE_PLUGIN_ARG = re.compile(r" --storage-[a-z0-9-]+(?:\s+(?!--)(?:'[^']*'|[^\s']+))*")
 
 
 @dataclass(frozen=True)
@@ -108,10 +143,13 @@ def container_command(command: str) -> str:
 
     The host's interpreter becomes the image's `python3`, and Snakemake's runtime source cache
     (a host directory under the invoking user's home) becomes a container-private one in /tmp.
+    The settings of the host's storage plugins are dropped: the images carry Snakemake without
+    any (`enclave_images/snakemake-requirements.txt`), and its parser refuses unknown options.
     """
     for exe in {sys.executable, os.path.realpath(sys.executable)}:
         for form in (shlex.quote(exe), exe):
             command = command.replace(f"{form} -m snakemake", "python3 -m snakemake")
+    command = _STORAGE_PLUGIN_ARG.sub("", command)
     return _SOURCE_CACHE_ARG.sub(f"--runtime-source-cache-path {CONTAINER_SOURCE_CACHE}", command)
 
 
@@ -156,7 +194,7 @@ class DockerRuntime:
     def prepare(self, workdir: Path) -> None:
         self._workdir = workdir
         self._stage_root = stage_root_for(workdir, self._stage_root)
-        if any(ch in str(workdir) or ch in str(self._stage_root) for ch in _OVERLAY_FORBIDDEN):
+        if any(ch in str(workdir) or ch in str(self._stage_root) for ch in OVERLAY_FORBIDDEN):
             raise EnclaveError(
                 f"path {workdir} contains a character overlayfs options cannot carry"
             )
@@ -251,6 +289,13 @@ class DockerRuntime:
         code = 125
         image: ImageIdentity | None = None
         mounted = False
+        env, passed = job_environment(
+            os.environ,
+            passthrough=spec.env_passthrough,
+            job=spec.env,
+            sandbox=_CONTAINER_PRIVATE,
+            unset=_HOST_ONLY_VARIABLES,
+        )
         with open(spec.log_path, "ab") as log_file:
             try:
                 image = self.resolve(self._image_ref(spec))
@@ -258,7 +303,7 @@ class DockerRuntime:
                 _mount_overlay(spec.workdir, sandbox, merged)
                 mounted = True
                 self._hand_over(merged)
-                config = self._container_config(spec, image, merged)
+                config = self._container_config(spec, image, merged, env)
                 log_file.write(
                     f"PoX docker backend: image {image.ref} ({image.image_id}, measurement "
                     f"{image.measurement}); container command: {config.command[-1]}\n".encode()
@@ -274,7 +319,10 @@ class DockerRuntime:
         finished = utc_now()
         with contextlib.suppress(OSError):
             merged.rmdir()
-        discarded = commit_outputs(sandbox, spec.workdir, spec.outputs)
+        result = commit_job_outputs(sandbox, spec.workdir, spec.outputs)
+        if result.rejected:
+            _note(spec.log_path, *(f"PoX: {r}" for r in result.rejected))
+            code = code or 1
         _restore_owner(spec)
         return RunOutcome(
             exit_code=code,
@@ -282,10 +330,11 @@ class DockerRuntime:
             finished_on=finished,
             isolated=True,
             isolation=self._describe(image or self._default),
-            discarded_writes=summarize_discarded(discarded),
+            discarded_writes=summarize_discarded(result.discarded),
             image_digest=image.digest if image else None,
             measurement=image.measurement if image else None,
             builder_id=image.builder_id if image else None,
+            environment_names=passed,
         )
 
     def _image_ref(self, spec: JobSpec) -> str:
@@ -321,7 +370,7 @@ class DockerRuntime:
                     os.lchown(path, uid, uid)
 
     def _container_config(
-        self, spec: JobSpec, image: ImageIdentity, merged: Path
+        self, spec: JobSpec, image: ImageIdentity, merged: Path, env: dict[str, str]
     ) -> ContainerConfig:
         wd = str(spec.workdir)
         cpus = max(1, min(spec.threads, os.cpu_count() or 1))
@@ -333,12 +382,12 @@ class DockerRuntime:
             command=("sh", "-c", container_command(spec.command)),
             user=f"{self._uid}:{self._uid}",
             working_dir=wd,
-            env={"HOME": "/tmp", **spec.env},
+            env=env,
             labels={"org.pox.invocation": spec.invocation_id},
             network=spec.network,
             mounts=tuple(mounts),
             tmpfs={
-                "/tmp": "rw,exec,nosuid,nodev,mode=1777",
+                PRIVATE_TMP: "rw,exec,nosuid,nodev,mode=1777",
                 f"{wd}/.pox": "ro,nosuid,nodev,mode=0555",
             },
             nano_cpus=cpus * 10**9,
@@ -410,6 +459,12 @@ def _copy_output(name: str, log_file: BinaryIO) -> None:
         engine.copy_logs(name, log_file)
     except EnclaveError as exc:
         log_file.write(f"PoX docker backend: {exc}\n".encode())
+
+
+def _note(log_path: Path, *lines: str) -> None:
+    """Append PoX's own lines to the job log (what the user reads when the job fails)."""
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
 
 
 def _own_output_parents(spec: JobSpec, sandbox: Sandbox, uid: int) -> None:

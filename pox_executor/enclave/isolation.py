@@ -42,7 +42,8 @@ from pathlib import Path
 
 from pox_executor.enclave.runtime import OutputSpec
 
-_OVERLAY_FORBIDDEN = (",", ":", "\\", "\n", "\t")
+# Characters overlayfs mount options cannot carry in a path (the sim and docker backends check).
+OVERLAY_FORBIDDEN = (",", ":", "\\", "\n", "\t")
 # Read-only system trees every job sees (those that exist; top-level symlinks are recreated).
 SYSTEM_TREES = (
     "/usr",
@@ -218,7 +219,7 @@ def plan_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec])
         if not any(is_within(path, o) for o in outermost):
             outermost.append(path)
     for index, path in enumerate(outermost):
-        if any(ch in path for ch in _OVERLAY_FORBIDDEN):
+        if any(ch in path for ch in OVERLAY_FORBIDDEN):
             raise SandboxError(f"output directory {path!r} contains a character overlayfs refuses")
         root = WritableRoot(path=path, stage=sandbox.stage / "roots" / str(index))
         for directory in (root.upper, root.work, root.merged):
@@ -248,7 +249,7 @@ def sandbox_argv(
     """
     wd = os.path.normpath(workdir)
     for path in (wd, str(sandbox.stage)):
-        if any(ch in path for ch in _OVERLAY_FORBIDDEN):
+        if any(ch in path for ch in OVERLAY_FORBIDDEN):
             raise SandboxError(f"path {path!r} contains a character overlayfs options cannot carry")
     overlays = _overlay_mounts(sandbox, wd)
     unshare = ["unshare", "--mount", "--propagation", "private"]
@@ -432,13 +433,6 @@ def pox_state_dirs() -> list[str]:
 def is_within(path: str, root: str) -> bool:
     """`path` is `root` or lies below it (both normalized absolute paths)."""
     return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def commit_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec]) -> list[str]:
-    """`commit.commit_outputs`, where the docker backend imports it from."""
-    from pox_executor.enclave.commit import commit_outputs as commit
-
-    return commit(sandbox, workdir, outputs)
 
 
 def interpreter_paths() -> list[Path]:

@@ -9,8 +9,6 @@ statement names the image. Unit tests at the end need no engine.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from pox_executor.enclave.engine import JOB_UID, ContainerConfig
 from pox_executor.enclave.evidence import REPORT_DATA_SIZE, parse_sim_report
 from pox_executor.enclave.runtime import JobSpec, OutputSpec, RunOutcome
 from pox_executor.errors import EnclaveError
-from pox_executor.provenance.statement import ParsedJob, parse_statement
+from pox_executor.provenance.records import JobRecord, read_entries
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +165,58 @@ def test_readable_outside_paths_are_visible_read_only(
 
 
 @pytest.mark.integration
+def test_the_job_sees_no_host_secrets_unless_the_rule_passes_them(
+    runtime: DockerRuntime, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POX_SIGNING_PASSPHRASE", "host-passphrase")
+    monkeypatch.setenv("REGISTRY_TOKEN", "host-token")
+    monkeypatch.setenv("DECLARED_TOKEN", "declared-token")
+    monkeypatch.setenv("ORDINARY_SETTING", "ordinary")
+    monkeypatch.setenv("PYTHONPATH", "/host/only/site-packages")
+    outcome, log = _run(
+        runtime,
+        workdir,
+        "env | sort; python3 -c 'import tempfile; print(\"tempdir=\" + tempfile.gettempdir())'",
+        env_passthrough=("DECLARED_TOKEN",),
+    )
+    assert outcome.exit_code == 0, log
+    lines = set(log.splitlines())
+    assert "DECLARED_TOKEN=declared-token" in lines
+    assert "ORDINARY_SETTING=ordinary" in lines
+    for leaked in ("POX_SIGNING_PASSPHRASE", "REGISTRY_TOKEN", "PYTHONPATH"):
+        assert not any(line.startswith(f"{leaked}=") for line in lines), leaked
+    assert "host-passphrase" not in log and "host-token" not in log
+    assert {"HOME=/tmp", "TMPDIR=/tmp", "tempdir=/tmp"} <= lines
+    # the statement records the names that passed, never the secrets or the host's own places
+    assert {"DECLARED_TOKEN", "ORDINARY_SETTING"} <= set(outcome.environment_names)
+    for dropped in ("POX_SIGNING_PASSPHRASE", "REGISTRY_TOKEN", "PYTHONPATH", "PATH", "HOME"):
+        assert dropped not in outcome.environment_names
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "target", ["/etc/hostname", ".pox/secret", "../outside.txt"], ids=["host", "pox", "parent"]
+)
+def test_a_symlink_output_leaving_the_working_directory_fails_the_job(
+    runtime: DockerRuntime, workdir: Path, target: str
+) -> None:
+    outcome, log = _run(runtime, workdir, f"ln -s {target} link.txt", ("link.txt",))
+    assert outcome.exit_code != 0, log
+    assert not os.path.lexists(workdir / "link.txt")
+    assert "PoX: output 'link.txt' was not committed" in log
+    assert "outside the working directory" in log
+
+
+@pytest.mark.integration
+def test_a_symlink_output_inside_the_working_directory_is_committed(
+    runtime: DockerRuntime, workdir: Path
+) -> None:
+    outcome, log = _run(runtime, workdir, "ln -s data/in.txt link.txt", ("link.txt",))
+    assert outcome.exit_code == 0, log
+    assert os.readlink(workdir / "link.txt") == "data/in.txt"
+
+
+@pytest.mark.integration
 def test_network_only_when_the_rule_asks(runtime: DockerRuntime, workdir: Path) -> None:
     outcome, log = _run(runtime, workdir, "ls /sys/class/net", network=True)
     assert outcome.exit_code == 0, log
@@ -220,8 +270,8 @@ def test_cancel_all_kills_the_running_container(runtime: DockerRuntime, workdir:
     )
     thread.start()
     log = workdir / ".pox" / "logs" / "job.log"
-    for _ in range(300):  # the job's own output reaches the log while it runs
-        if log.exists() and "started" in log.read_text():
+    for _ in range(300):  # the job's own output (not the header naming the command) in the log
+        if log.exists() and "\nstarted\n" in log.read_text():
             break
         threading.Event().wait(0.1)
     runtime.cancel_all()
@@ -384,13 +434,10 @@ def test_concurrent_wildcard_jobs_share_one_output_directory_through_snakemake(
         assert parse_sim_report(job.evidence).measurement == python_image
 
 
-def _jobs(workdir: Path) -> list[ParsedJob]:
+def _jobs(workdir: Path) -> list[JobRecord]:
     (bundle,) = list((workdir / ".pox" / "runs").iterdir())
-    lines = (bundle / "attestations.intoto.jsonl").read_bytes().splitlines()
-    return [
-        parse_statement(base64.b64decode(json.loads(line)["payload"]), where=f"line {i}")
-        for i, line in enumerate(lines, 1)
-    ]
+    entries = read_entries(bundle / "attestations.intoto.jsonl")
+    return [e for e in entries if isinstance(e, JobRecord)]
 
 
 # -- units: no engine ---------------------------------------------------------------------------
@@ -420,6 +467,19 @@ def test_container_command_uses_the_image_interpreter_and_a_private_source_cache
     assert f"--runtime-source-cache-path {CONTAINER_SOURCE_CACHE} " in out
     assert "/root/.cache" not in out
     assert os.path.basename(sys.executable) not in out.split()[0:1]
+
+
+def test_container_command_drops_the_host_storage_plugin_settings() -> None:
+    # Snakemake passes every installed storage plugin's settings; the image has no such plugin.
+    host = (
+        "python3 -m snakemake --local-storage-prefix base64//LnNu --storage-http-allow-redirects "
+        "True --storage-s3-endpoint-url 'http://a b' --storage-fs-tags a:1 b:2 --default-resources "
+        "base64//dG1w --shared-fs-usage input-output storage-local-copies --mode 'remote'"
+    )
+    assert container_command(host) == (
+        "python3 -m snakemake --local-storage-prefix base64//LnNu --default-resources "
+        "base64//dG1w --shared-fs-usage input-output storage-local-copies --mode 'remote'"
+    )
 
 
 def test_the_backend_needs_the_engine_module_not_the_image_builder() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from poxrun import require_sandbox_tools
 
-from pox_executor.enclave.isolation import commit_outputs, create_sandbox, sandbox_argv
+from pox_executor.enclave.commit import commit_job_outputs
+from pox_executor.enclave.isolation import create_sandbox, sandbox_argv
 from pox_executor.enclave.runtime import OutputSpec
 
 
@@ -15,8 +16,8 @@ def run_in_sandbox(workdir: Path, command: str, *, visible: list[Path]) -> tuple
     sandbox = create_sandbox(workdir.parent / "stage")
     argv = sandbox_argv(command, workdir=workdir, sandbox=sandbox, network=False, visible=visible)
     code = subprocess.run(argv, cwd=workdir, check=False).returncode
-    discarded = commit_outputs(sandbox, workdir, [OutputSpec("out.txt")])
-    return code, discarded
+    result = commit_job_outputs(sandbox, workdir, [OutputSpec("out.txt")])
+    return code, [*result.discarded, *result.rejected]
 
 
 def test_paths_below_tmp_that_the_job_needs_stay_readable(tmp_path: Path) -> None:
