@@ -65,6 +65,7 @@ from pox_executor.enclave.jobenv import job_environment
 from pox_executor.enclave.jobprocess import (
     RunningJobs,
     measurement_of_document,
+    note_in_job_log,
     stage_root_for,
     summarize_discarded,
     wait_cancellable,
@@ -321,7 +322,7 @@ class DockerRuntime:
             merged.rmdir()
         result = commit_job_outputs(sandbox, spec.workdir, spec.outputs)
         if result.rejected:
-            _note(spec.log_path, *(f"PoX: {r}" for r in result.rejected))
+            note_in_job_log(spec.log_path, *(f"PoX: {r}" for r in result.rejected))
             code = code or 1
         _restore_owner(spec)
         return RunOutcome(
@@ -459,12 +460,6 @@ def _copy_output(name: str, log_file: BinaryIO) -> None:
         engine.copy_logs(name, log_file)
     except EnclaveError as exc:
         log_file.write(f"PoX docker backend: {exc}\n".encode())
-
-
-def _note(log_path: Path, *lines: str) -> None:
-    """Append PoX's own lines to the job log (what the user reads when the job fails)."""
-    with open(log_path, "a", encoding="utf-8") as handle:
-        handle.writelines(line + "\n" for line in lines)
 
 
 def _own_output_parents(spec: JobSpec, sandbox: Sandbox, uid: int) -> None:

@@ -128,6 +128,12 @@ def wait_process(
     return wait_cancellable(wait_once, cancelled, on_cancel)
 
 
+def note_in_job_log(log_path: Path, *lines: str) -> None:
+    """Append PoX's own lines to the job log (what the user reads when the job fails)."""
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
+
+
 def summarize_discarded(discarded: Sequence[str]) -> tuple[str, ...]:
     """The discarded writes worth reporting one by one, plus one line for Snakemake's scratch."""
     kept: list[str] = []

@@ -40,6 +40,7 @@ from pox_executor.enclave.jobprocess import (
     RunningJobs,
     kill_process_group,
     measurement_of_document,
+    note_in_job_log,
     stage_root_for,
     start_process,
     summarize_discarded,
@@ -159,7 +160,7 @@ class SimRuntime:
         try:
             argv, private = self._argv(spec, sandbox)
         except SandboxError as exc:
-            _note(spec.log_path, f"PoX: the job was not started: {exc}")
+            note_in_job_log(spec.log_path, f"PoX: the job was not started: {exc}")
             commit_job_outputs(sandbox, spec.workdir, ())
             return self._outcome(spec, 126, started, (), ())
         env, passed = job_environment(
@@ -185,7 +186,7 @@ class SimRuntime:
             return self._outcome(spec, code, started, (), passed)
         result = commit_job_outputs(sandbox, spec.workdir, spec.outputs)
         if result.rejected:
-            _note(spec.log_path, *(f"PoX: {r}" for r in result.rejected))
+            note_in_job_log(spec.log_path, *(f"PoX: {r}" for r in result.rejected))
             code = code or 1
         return self._outcome(spec, code, started, summarize_discarded(result.discarded), passed)
 
@@ -226,9 +227,3 @@ class SimRuntime:
 
     def cancel_all(self) -> None:
         self._jobs.stop_all()
-
-
-def _note(log_path: Path, *lines: str) -> None:
-    """Append PoX's own lines to the job log (what the user reads when the job fails)."""
-    with open(log_path, "a", encoding="utf-8") as handle:
-        handle.writelines(line + "\n" for line in lines)
