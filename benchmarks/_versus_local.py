@@ -2,12 +2,15 @@
 
 The machine is shared and its load changes by the second, so absolute times mean little: each
 repeat runs every mode back to back (alternating the order between repeats) and the ratio to the
-local executor is taken within the repeat. The summary gives min and median over repeats.
+local executor is taken within the repeat. The summary gives min and median over repeats. Besides
+wall time, the CPU time (user + system) of the whole process tree is measured: it hardly depends
+on how many other programs compete for the cores, so its ratio is the steadier figure.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -15,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 BASELINE = "local"
@@ -23,8 +26,14 @@ POX = ["--executor", "pox", "--pox-chain", "none"]  # the chain is bench_chain.p
 REPEATS = int(os.environ.get("POX_BENCH_REPEATS", "3"))
 
 
-def run_snakemake(workdir: Path, args: Sequence[str], cores: int = 2) -> float:
-    """Wall time of one `snakemake --cores N ARGS` in `workdir`; raises with its log on failure."""
+class Timing(NamedTuple):
+    wall_s: float
+    cpu_s: float  # user + system of the process and every descendant it waited for
+
+
+def run_snakemake(workdir: Path, args: Sequence[str], cores: int = 2) -> Timing:
+    """Times one `snakemake --cores N ARGS` in `workdir`; raises with its log on failure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(
         [SNAKEMAKE, "--cores", str(cores), "--quiet", *args],
@@ -35,10 +44,12 @@ def run_snakemake(workdir: Path, args: Sequence[str], cores: int = 2) -> float:
         check=False,
     )
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode != 0:
         command = " ".join(args)
         raise RuntimeError(f"snakemake {command} failed in {workdir}:\n{result.stdout[-4000:]}")
-    return elapsed
+    return Timing(elapsed, cpu)
 
 
 def fresh_copy(template: Path, destination: Path) -> Path:
@@ -48,25 +59,29 @@ def fresh_copy(template: Path, destination: Path) -> Path:
     return destination
 
 
-def compare(modes: dict[str, Callable[[int], float]], repeats: int = REPEATS) -> dict[str, Any]:
+def compare(modes: dict[str, Callable[[int], Timing]], repeats: int = REPEATS) -> dict[str, Any]:
     """Run every mode `repeats` times (each call gets the repeat index); ratios to `local`."""
-    seconds: dict[str, list[float]] = {name: [] for name in modes}
+    timings: dict[str, list[Timing]] = {name: [] for name in modes}
     for repeat in range(repeats):
         order = list(modes) if repeat % 2 == 0 else list(reversed(modes))
         for name in order:
-            seconds[name].append(modes[name](repeat))
-        line = "  ".join(f"{name} {seconds[name][-1]:6.2f} s" for name in modes)
+            timings[name].append(modes[name](repeat))
+        line = "  ".join(
+            f"{name} {timings[name][-1].wall_s:6.2f} s ({timings[name][-1].cpu_s:5.2f} s cpu)"
+            for name in modes
+        )
         print(f"  repeat {repeat + 1}/{repeats}: {line}", flush=True)
-    ratios = {
-        name: [t / b for t, b in zip(seconds[name], seconds[BASELINE], strict=True)]
-        for name in modes
-        if name != BASELINE
-    }
-    return {
-        "repeats": repeats,
-        "seconds": {name: _summary(values) for name, values in seconds.items()},
-        "ratio_to_local": {name: _summary(values) for name, values in ratios.items()},
-    }
+    result: dict[str, Any] = {"repeats": repeats}
+    for field, key in (("wall_s", "seconds"), ("cpu_s", "cpu_seconds")):
+        values = {name: [getattr(t, field) for t in each] for name, each in timings.items()}
+        result[key] = {name: _summary(v) for name, v in values.items()}
+        ratio_key = "ratio_to_local" if field == "wall_s" else "cpu_ratio_to_local"
+        result[ratio_key] = {
+            name: _summary([a / b for a, b in zip(v, values[BASELINE], strict=True)])
+            for name, v in values.items()
+            if name != BASELINE
+        }
+    return result
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -81,7 +96,9 @@ def print_ratios(result: dict[str, Any], target: float, aim: float | None = None
     for name, ratio in result["ratio_to_local"].items():
         verdict = "meets" if ratio["median"] <= target else "MISSES"
         aim_text = f", aim {aim}x" if aim else ""
+        cpu = result["cpu_ratio_to_local"][name]
         print(
-            f"  {name} / local: min {ratio['min']:.3f}x, median {ratio['median']:.3f}x "
-            f"({verdict} target {target}x{aim_text})"
+            f"  {name} / local: wall min {ratio['min']:.3f}x, median {ratio['median']:.3f}x "
+            f"({verdict} target {target}x{aim_text}); cpu min {cpu['min']:.3f}x, "
+            f"median {cpu['median']:.3f}x"
         )

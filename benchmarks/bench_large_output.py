@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results
-from _versus_local import POX, compare, print_ratios, run_snakemake
+from _versus_local import POX, Timing, compare, print_ratios, run_snakemake
 
 SIZE_MIB = int(os.environ.get("POX_BENCH_OUTPUT_MIB", "1024"))
 TARGET = 1.2
@@ -56,13 +56,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pox-bench-large-") as tmp:
         root = Path(tmp)
 
-        def run(name: str, args: list[str]) -> float:
+        def run(name: str, args: list[str]) -> Timing:
             workdir = _fresh(root, name)
-            seconds = run_snakemake(workdir, args)
+            timing = run_snakemake(workdir, args)
             if name == "local":
                 hash_s.append(_hash_seconds(workdir / "big.bin"))
             shutil.rmtree(workdir)
-            return seconds
+            return timing
 
         result = compare(
             {name: (lambda _r, n=name, a=args: run(n, a)) for name, args in MODES.items()}
