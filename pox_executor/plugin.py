@@ -7,6 +7,7 @@ the recorder signs and logs its statement, then the job is reported to Snakemake
 a retried job is recorded; a failed attempt is recorded as failed.
 """
 
+import asyncio
 import os
 import shlex
 import threading
@@ -168,8 +169,12 @@ def _local(name: str) -> str:
 
 
 class Executor(RemoteExecutor):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Before super().__init__: it starts the status loop, which `sleep`s on this event.
+        self._job_finished = threading.Event()
+        super().__init__(*args, **kwargs)
+
     def __post_init__(self) -> None:
-        self.next_seconds_between_status_checks = 0.05
         settings = self.workflow.executor_settings
         if settings is None:
             settings = ExecutorSettings()
@@ -238,6 +243,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         }
 
     def _connect_chain(self) -> "ChainClient | None":
+        if (self.settings.chain or "none") == "none":
+            return None  # nothing to anchor: do not import web3 (seconds of start-up)
         from pox_executor.chain.runner import ChainRunner
 
         return ChainRunner.connect(
@@ -247,10 +254,10 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         )
 
     def _start_chain(self, client: "ChainClient | None") -> "ChainRunner | None":
-        from pox_executor.chain.runner import ChainRunner
-
         if client is None:
             return None
+        from pox_executor.chain.runner import ChainRunner
+
         return ChainRunner.start(
             self.recorder,
             client,
@@ -397,6 +404,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._running[invocation_id] = _Running(
             members=facts, future=future, job=job if cached else None
         )
+        future.add_done_callback(lambda _: self._job_finished.set())
         self.report_job_submission(
             SubmittedJobInfo(job=job, external_jobid=invocation_id, aux={"log": spec.log_path})
         )
@@ -468,9 +476,15 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 )
         return edges
 
+    async def sleep(self) -> None:
+        """Between status checks: wake as soon as a job finishes instead of polling on a timer."""
+        await asyncio.to_thread(self._job_finished.wait, _STATUS_CHECK_MAX_WAIT_S)
+
     async def check_active_jobs(
         self, active_jobs: list[SubmittedJobInfo]
     ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        # Cleared before looking: a job finishing from here on wakes the next `sleep` at once.
+        self._job_finished.clear()
         for job_info in active_jobs:
             invocation_id = str(job_info.external_jobid)
             running = self._running.get(invocation_id)
@@ -498,6 +512,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self.runtime.cancel_all()
 
     def shutdown(self) -> None:
+        with self.lock:
+            self.wait = False  # what super().shutdown() sets, before waking the status loop
+        self._job_finished.set()
         super().shutdown()
         self._pool.shutdown(wait=True)
         failed = bool(self._failed_jobids) or self._cancelled.is_set()
@@ -513,6 +530,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         )
         if self.chain is not None:
             self.chain.finish()
+
+
+_STATUS_CHECK_MAX_WAIT_S = 1.0
 
 
 def _mem_mb(facts: list[JobFacts]) -> int | None:
