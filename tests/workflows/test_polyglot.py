@@ -19,6 +19,7 @@ import pytest
 from docker_images import REPO, images
 
 from pox_executor.enclave.evidence import Evidence, parse_sim_report
+from pox_executor.provenance.statement import PREDICATE_TYPE
 
 WORKFLOW = REPO / "workflows" / "polyglot"
 BIN = Path(sys.executable).parent
@@ -33,9 +34,11 @@ RULE_IMAGES = {
 
 
 def _statements(workdir: Path) -> list[dict]:  # type: ignore[type-arg]
+    """The job statements of the run (the log's session openings and closings left out)."""
     (bundle,) = list((workdir / ".pox" / "runs").iterdir())
     lines = (bundle / "attestations.intoto.jsonl").read_bytes().splitlines()
-    return [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in lines]
+    statements = [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in lines]
+    return [s for s in statements if s["predicateType"] == PREDICATE_TYPE]
 
 
 @pytest.mark.integration
