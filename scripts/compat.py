@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "compat"))
 
-from suite import (  # noqa: E402
+from snakemake_suite import (  # noqa: E402
     CompatError,
     SuiteRun,
     cache_dir,

@@ -145,8 +145,8 @@ rule greet:
     assert commands == ["echo from-the-snakefile named > name.txt"]
 
 
-def test_shell_command_over_64_kib_runs_from_a_script(tmp_path: Path) -> None:
-    padding = "x" * (70 * 1024)
+def test_shell_command_too_long_for_one_argument_runs_from_a_script(tmp_path: Path) -> None:
+    padding = "x" * (200 * 1024)  # over Linux's 128 KiB limit for one argument
     _write(
         tmp_path,
         {
