@@ -221,17 +221,23 @@ def format_shell(job: Any) -> str:
 def direct_shell_command(job: Any) -> DirectShell | None:
     """The command that runs a plain `shell:` job exactly as Snakemake's `shell()` would.
 
-    Re-invoking Snakemake costs 1-2 s per job; a plain shell job needs none of it. Returns None
-    (use the Snakemake subprocess) for anything else: group jobs (pipes and services run as
-    groups), run/script/notebook/wrapper rules, shadow, benchmark, conda, containers,
-    environment modules, handover rules, a custom `shell_exec`, a `shell:` that is an
-    expression rather than a string literal, and a command Snakemake itself would fail to format
-    (the subprocess then reports Snakemake's own error).
+    Re-invoking Snakemake costs 1-2 s per job; a plain shell job needs none of it, nor does an
+    action-less rule (its command is `true`). Returns None (use the Snakemake subprocess) for
+    anything else: group jobs (pipes and services run as groups), run/script/notebook/wrapper
+    rules, shadow, benchmark, conda, containers, environment modules, handover rules, a custom
+    `shell_exec`, a `shell:` that is an expression rather than a string literal, and a command
+    Snakemake itself would fail to format (the subprocess then reports Snakemake's own error).
     """
     from snakemake.shell import shell
 
-    if job.is_group() or getattr(job, "is_norun", False):
+    if job.is_group():
         return None
+    executable = shell.get_executable() or "/bin/sh"
+    threads_env = dict.fromkeys(_THREAD_ENV, str(job.threads))
+    if getattr(job, "is_norun", False):
+        # An action-less rule (`rule all: input: ...`) runs nothing; a spawned Snakemake would
+        # spend 1-2 s re-reading the workflow to do the same.
+        return DirectShell(executable, "true", threads_env)
     rule = job.rule
     if not getattr(rule, "shellcmd", None) or getattr(rule, "is_handover", False):
         return None
@@ -251,6 +257,5 @@ def direct_shell_command(job: Any) -> DirectShell | None:
         command = format_shell(job)
     except Exception:
         return None
-    executable = shell.get_executable() or "/bin/sh"
     body = " ".join((shell._get_process_prefix(executable), command, shell._process_suffix)).strip()
-    return DirectShell(executable, body, dict.fromkeys(_THREAD_ENV, str(job.threads)))
+    return DirectShell(executable, body, threads_env)

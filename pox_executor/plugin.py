@@ -301,11 +301,16 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         """Absolute paths outside the working directory the job must read.
 
         Every workflow source (and the main Snakefile's directory, which a spawned Snakemake
-        reads), the rule's script or notebook and declared inputs outside the working directory.
+        reads), Snakemake's runtime source cache, the rule's script or notebook and declared
+        inputs outside the working directory.
         """
         if self._readable_sources is None:
             found = {str(p) for p in self._source_paths()}
             found.add(os.path.dirname(os.path.abspath(str(self.workflow.main_snakefile))))
+            # Snakemake's runtime source cache: `workflow.source_path()` results live there.
+            cache = getattr(getattr(self.workflow, "sourcecache", None), "runtime_cache_path", None)
+            if cache:
+                found.add(os.path.abspath(str(cache)))
             self._readable_sources = found
         found = set(self._readable_sources)
         for f in facts:

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "compat"))
 
-from suite import (  # noqa: E402
+from snakemake_suite import (  # noqa: E402
     CompatError,
     SuiteRun,
     cache_dir,
@@ -74,7 +74,6 @@ def _run_local(sdist: Path, out: Path, version: str, args: argparse.Namespace) -
         out / "local.json",
         keyword=args.keyword,
         timeout_per_test=args.timeout,
-        scratch=out / "local",
     )
     if not args.keyword:
         _save_baseline(local, baseline)
@@ -90,7 +89,6 @@ def _run_pox(sdist: Path, out: Path, version: str, args: argparse.Namespace) -> 
         out / "pox.json",
         keyword=args.keyword,
         timeout_per_test=args.timeout,
-        scratch=out / "pox",
     )
     _save_baseline(pox, out / "pox-run.json")
     return pox

@@ -122,6 +122,8 @@ def pytest_collection_modifyitems(
 
 
 _JOB_LOG = re.compile(r"job log: (/\S+\.log)")
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception)\b[^:]*:\s*\S")
+_ERROR_WORDS = re.compile(r"error|exception|denied|not found|read-only", re.I)
 
 
 def _cause(report: pytest.TestReport) -> str:
@@ -134,11 +136,12 @@ def _cause(report: pytest.TestReport) -> str:
         except OSError:
             continue
         useful = [line.strip() for line in lines if line.strip()]
-        errors = [
-            line for line in useful if re.search(r"error|exception|denied|not found", line, re.I)
-        ]
-        if errors or useful:
-            return f"job: {(errors or useful)[-1]}"[:300]
+        # The most specific line: an exception with a message, else any error-looking line.
+        specific = [line for line in useful if _EXCEPTION_LINE.match(line)]
+        errors = [line for line in useful if _ERROR_WORDS.search(line)]
+        chosen = specific or errors or useful
+        if chosen:
+            return f"job: {chosen[-1]}"[:300]
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -109,7 +109,8 @@ def run_suite(
         ),
     )
     if scratch is not None:
-        # Snakemake's source cache and every test's temporary directory stay in the scratch area.
+        # Opt-in: Snakemake's source cache and every test's directory in the scratch area. By
+        # default both stay where a user's would be (~/.cache, /tmp), the measured case.
         (scratch / "xdg-cache").mkdir(parents=True, exist_ok=True)
         (scratch / "tmp").mkdir(parents=True, exist_ok=True)
         env.update(XDG_CACHE_HOME=str(scratch / "xdg-cache"), TMPDIR=str(scratch / "tmp"))
@@ -153,7 +154,7 @@ def _file_of(source_root: Path, name: str) -> str:
         index = {}
         for relative in SUITE_FILES:
             for line in (source_root / relative).read_text(encoding="utf-8").splitlines():
-                if line.startswith("def test_") or line.startswith("async def test_"):
+                if line.startswith(("def test", "async def test")):
                     index[line.split("def ", 1)[1].split("(", 1)[0]] = relative
         _FILE_INDEX[source_root] = index
     base = name.split("[", 1)[0]
