@@ -99,6 +99,7 @@ def job_facts(job: Any, workdir: Path) -> JobFacts:
                 path=_rel(f, workdir),
                 is_directory=_flagged(f, "directory"),
                 is_temp=_flagged(f, "temp"),
+                is_transient=_flagged(f, "pipe") or _flagged(f, "service"),
             )
             for f in job.output
         ),

@@ -388,6 +388,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             OutputSpec(path=_local(o.path), is_directory=o.is_directory)
             for f in facts
             for o in f.outputs
+            if not o.is_transient  # a pipe or service output ends with its group
         ] + [OutputSpec(path=_local(p)) for f in facts for p in f.logs]
         benchmark = [getattr(m, "benchmark", None) for m in members]
         writable += [OutputSpec(path=str(b)) for b in benchmark if b]

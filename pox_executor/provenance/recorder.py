@@ -73,6 +73,9 @@ class OutputFile:
     path: str
     is_directory: bool = False
     is_temp: bool = False
+    # pipe() and service() outputs live only while their group runs (a FIFO, a socket): they are
+    # never committed, hashed or required to exist afterwards.
+    is_transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -345,7 +348,7 @@ class RunRecorder:
         directory inside the working directory) is recorded as failed, listing those outputs.
         """
         self._ensure_open()
-        flags = {_local(o.path): o for o in facts.outputs}
+        flags = {_local(o.path): o for o in facts.outputs if not o.is_transient}
         present = [p for p in flags if _is_regular_output(self.workdir, p)]
         missing = tuple(record_name(p, self.workdir) for p in flags if p not in present)
         succeeded = outcome.exit_code == 0 and not missing
