@@ -554,6 +554,7 @@ class RunRecorder:
                 finished=finished,
             )
             self.log.append(self._sign(build_session_close(closing)))
+            self.log.close()  # the checkpoint covers the closing before run.json says finished
             index = self.bundle.index
             index.status = status
             index.finished = finished
