@@ -33,7 +33,7 @@ from pox_executor.provenance.bundle import (
     find_resumable,
     list_runs,
 )
-from pox_executor.provenance.digests import DigestCache, FileDigest, Hasher
+from pox_executor.provenance.digests import ContentWatch, DigestCache, FileDigest, Hasher
 from pox_executor.provenance.dsse import serialize_envelope, sign_envelope
 from pox_executor.provenance.keys import SigningKey
 from pox_executor.provenance.log import RunLog
@@ -138,7 +138,9 @@ class RunRecorder:
         self.runtime = runtime
         self.requester = requester
         self._meta = dict(meta)
-        self.hasher = Hasher(DigestCache(workdir / ".pox" / "cache" / "digests.sqlite"))
+        self.hasher = Hasher(
+            DigestCache(workdir / ".pox" / "cache" / "digests.sqlite"), content_watch=ContentWatch()
+        )
         self._lock = threading.RLock()
         self.bundle, self._writer_lock, self.resumed = self._open_bundle(
             snakefile, meta, resume=resume
@@ -539,7 +541,7 @@ class RunRecorder:
         """
         with self._lock:
             if not self.opened and not self.resumed and self.log.size == 0:
-                self.hasher.cache.close()
+                self.hasher.close()
                 self.removed = True  # nothing was written: the bundle never existed on disk
                 return
             self._ensure_open()
@@ -562,7 +564,7 @@ class RunRecorder:
             index.tree_size = self.log.size
             index.root_sha256 = self.log.root().hex()
             self.bundle.save()
-        self.hasher.cache.close()
+        self.hasher.close()
         if self._writer_lock is not None:
             self._writer_lock.release()
 
