@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from pox_executor.enclave.runtime import EnclaveRuntime, RunOutcome
 from pox_executor.errors import PoxError
 from pox_executor.primitives import sha256_bytes, utc_now
@@ -623,16 +626,29 @@ def new_enclave_challenge(workdir: Path) -> str:
     generates it here and keeps it in `.pox/enclave-keys/<address>.key` (mode 0600, outside the
     bundle) so that `pox anchor` can still sign results after a crash. Never printed.
     """
-    from eth_account import Account
-
-    account = Account.create()
+    # cryptography and eth-hash, not eth_account: its import alone took 0.8 s of every run
+    key = ec.generate_private_key(ec.SECP256K1())
+    secret = key.private_numbers().private_value.to_bytes(32, "big")
+    address = ethereum_address(key.public_key())
     directory = workdir / ".pox" / ENCLAVE_KEYS_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{account.address}.key"
+    path = directory / f"{address}.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(bytes(account.key).hex() + "\n")
-    return str(account.address)
+        handle.write(secret.hex() + "\n")
+    return address
+
+
+def ethereum_address(public_key: ec.EllipticCurvePublicKey) -> str:
+    """The EIP-55 checksummed address of a secp256k1 public key (keccak256 of X || Y, last 20)."""
+    from eth_hash.auto import keccak
+
+    point = public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    lower = keccak(point[1:])[-20:].hex()
+    nibbles = keccak(lower.encode("ascii")).hex()
+    return "0x" + "".join(
+        c.upper() if int(n, 16) >= 8 else c for c, n in zip(lower, nibbles[:40], strict=True)
+    )
 
 
 def _output_annotations(out: OutputFile, digest: FileDigest) -> dict[str, Any]:
