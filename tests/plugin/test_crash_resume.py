@@ -273,7 +273,7 @@ def test_runlog_checkpoints_a_burst_of_appends_within_the_interval(tmp_path: Pat
     lines = [b'{"record":%d}' % i for i in range(5)]
     for line in lines:
         log.append(line)
-    # every line is durable at once, the checkpoint covers the burst once the interval ends
+    # every line is in the file at once, the checkpoint covers the burst once the interval ends
     assert (tmp_path / ATTESTATIONS).read_bytes() == b"".join(line + b"\n" for line in lines)
     assert checkpoint_of(tmp_path, "s0", key)[0] == 1
     deadline = time.monotonic() + 10
