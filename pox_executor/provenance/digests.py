@@ -7,13 +7,27 @@ cannot hit a stale entry. A directory's digest is the SHA-256 of its manifest: o
 `<sha256-hex>  <relative path>\n` per regular file, sorted by path (the `sha256sum` format), so
 an auditor can recompute it with standard tools. Snakemake's own marker file
 `.snakemake_timestamp`, which it writes into directory outputs after a job, is not part of it.
+
+Snakemake touches every output after its job (`utimensat`), which changes mtime and ctime, so
+the key alone would make each consumer read a file its producer just hashed. A `Hasher`
+therefore watches each file it hashes with inotify (`ContentWatch`), set up before the read: a
+digest is carried over to a new key only if the device, inode and size are the same and the
+kernel reported no content event for that inode since the watch began (no `write`-family call,
+truncate or fallocate: IN_MODIFY; no close of a file opened for writing: IN_CLOSE_WRITE; the
+inode was not freed: IN_IGNORED; the queue did not overflow). That sees every change the stat
+key sees; the one change neither sees is a store through a shared writable mapping made before
+the hash whose process still runs (such a store on an already dirty page updates no timestamp
+either). Without inotify, or past `MAX_WATCHED_FILES`, only the key is used.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import sqlite3
+import struct
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +38,14 @@ from pox_executor.errors import PoxError
 from pox_executor.primitives import sha256_file
 
 _DIRECTORY_MARKERS = frozenset({".snakemake_timestamp"})
+# Bounds the kernel memory spent on watches (about 1 KiB each) and the per-user watch limit.
+MAX_WATCHED_FILES = 4096
+_IN_MODIFY = 0x002
+_IN_CLOSE_WRITE = 0x008
+_IN_Q_OVERFLOW = 0x4000
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+_EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (struct inotify_event)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
     device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -102,14 +124,103 @@ class DigestCache:
                 self._db = None
 
 
+WatchToken = tuple[int, int]  # (generation of the inotify instance, watch descriptor)
+
+
+class ContentWatch:
+    """inotify watches that tell whether a file's content may have changed since a moment.
+
+    `watch(path)` before reading a file; later `unchanged(token)` is True only if no content
+    event (see the module docstring) arrived for it since. Unavailable (no inotify, no free
+    watch) means `watch` returns None and callers fall back to the stat key.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed: set[int] = set()
+        self._count = 0
+        self._generation = 0
+        self._fd = -1
+        libc_name = ctypes.util.find_library("c")
+        self._libc = ctypes.CDLL(libc_name, use_errno=True) if libc_name else None
+        self._open_locked()
+
+    def _open_locked(self) -> None:
+        if self._libc is not None and hasattr(self._libc, "inotify_init1"):
+            self._fd = int(self._libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
+        self._changed.clear()
+        self._count = 0
+        self._generation += 1
+
+    def watch(self, path: Path) -> WatchToken | None:
+        """Start (or restart) watching `path`'s inode; None if it cannot be watched."""
+        with self._lock:
+            if self._fd < 0 or self._libc is None:
+                return None
+            self._drain_locked()
+            if self._count >= MAX_WATCHED_FILES:
+                return None
+            mask = _IN_MODIFY | _IN_CLOSE_WRITE
+            wd = int(self._libc.inotify_add_watch(self._fd, os.fsencode(path), mask))
+            if wd < 0:
+                return None
+            self._count += 1
+            self._changed.discard(wd)  # a restarted watch counts from now
+            return (self._generation, wd)
+
+    def unchanged(self, token: WatchToken) -> bool:
+        with self._lock:
+            if self._fd < 0:
+                return False
+            self._drain_locked()
+            return token[0] == self._generation and token[1] not in self._changed
+
+    def _drain_locked(self) -> None:
+        while True:
+            try:
+                data = os.read(self._fd, 64 * 1024)
+            except BlockingIOError:
+                return
+            offset = 0
+            while offset + _EVENT_HEADER.size <= len(data):
+                wd, mask, _, name_len = _EVENT_HEADER.unpack_from(data, offset)
+                offset += _EVENT_HEADER.size + name_len
+                if mask & _IN_Q_OVERFLOW:  # events were lost: start over, nothing known
+                    os.close(self._fd)
+                    self._open_locked()
+                    return
+                self._changed.add(wd)  # IN_MODIFY, IN_CLOSE_WRITE or IN_IGNORED
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
 class Hasher:
     """Hashes files and directories in parallel, consulting and filling a DigestCache."""
 
-    def __init__(self, cache: DigestCache | None = None, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        cache: DigestCache | None = None,
+        *,
+        workers: int | None = None,
+        content_watch: ContentWatch | None = None,
+    ) -> None:
+        """`content_watch`: carry digests over Snakemake's touch (module docstring); the
+        hasher then owns it, and `close` releases it with the cache."""
         self.cache = cache or DigestCache(None)
         self._workers = workers or min(8, os.cpu_count() or 1)
         self.bytes_read = 0
         self._count_lock = threading.Lock()
+        self._watch = content_watch
+        self._watched: dict[tuple[int, int, int], tuple[WatchToken, str]] = {}
+
+    def close(self) -> None:
+        self.cache.close()
+        if self._watch is not None:
+            self._watch.close()
 
     def _file(self, path: Path) -> tuple[str, int]:
         try:
@@ -119,10 +230,23 @@ class Hasher:
         cached = self.cache.get(st)
         if cached is not None:
             return cached, st.st_size
+        identity = (st.st_dev, st.st_ino, st.st_size)
+        with self._count_lock:
+            watched = self._watched.get(identity)
+        if watched is not None and self._watch is not None and self._watch.unchanged(watched[0]):
+            # same inode and size, no content event since the watch began: only metadata
+            # changed (Snakemake's touch), so the bytes are those hashed (module docstring)
+            self.cache.put(st, watched[1])
+            return watched[1], st.st_size
+        # watched before the read: a write during it counts as a change
+        token = self._watch.watch(path) if self._watch is not None else None
         value = sha256_file(path)
         after = os.stat(path)
         if _stat_key(after) == _stat_key(st):  # unchanged while we read it: safe to remember
             self.cache.put(st, value)
+            if token is not None:
+                with self._count_lock:
+                    self._watched[identity] = (token, value)
         with self._count_lock:
             self.bytes_read += st.st_size
         return value, st.st_size

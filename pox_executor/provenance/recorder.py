@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from pox_executor.enclave.runtime import EnclaveRuntime, RunOutcome
 from pox_executor.errors import PoxError
 from pox_executor.primitives import sha256_bytes, utc_now
@@ -33,7 +36,7 @@ from pox_executor.provenance.bundle import (
     find_resumable,
     list_runs,
 )
-from pox_executor.provenance.digests import DigestCache, FileDigest, Hasher
+from pox_executor.provenance.digests import ContentWatch, DigestCache, FileDigest, Hasher
 from pox_executor.provenance.dsse import serialize_envelope, sign_envelope
 from pox_executor.provenance.keys import SigningKey
 from pox_executor.provenance.log import RunLog
@@ -141,7 +144,9 @@ class RunRecorder:
         self.runtime = runtime
         self.requester = requester
         self._meta = dict(meta)
-        self.hasher = Hasher(DigestCache(workdir / ".pox" / "cache" / "digests.sqlite"))
+        self.hasher = Hasher(
+            DigestCache(workdir / ".pox" / "cache" / "digests.sqlite"), content_watch=ContentWatch()
+        )
         self._lock = threading.RLock()
         self.bundle, self._writer_lock, self.resumed = self._open_bundle(
             snakefile, meta, resume=resume
@@ -542,7 +547,7 @@ class RunRecorder:
         """
         with self._lock:
             if not self.opened and not self.resumed and self.log.size == 0:
-                self.hasher.cache.close()
+                self.hasher.close()
                 self.removed = True  # nothing was written: the bundle never existed on disk
                 return
             self._ensure_open()
@@ -557,6 +562,7 @@ class RunRecorder:
                 finished=finished,
             )
             self.log.append(self._sign(build_session_close(closing)))
+            self.log.close()  # the checkpoint covers the closing before run.json says finished
             index = self.bundle.index
             index.status = status
             index.finished = finished
@@ -564,7 +570,7 @@ class RunRecorder:
             index.tree_size = self.log.size
             index.root_sha256 = self.log.root().hex()
             self.bundle.save()
-        self.hasher.cache.close()
+        self.hasher.close()
         if self._writer_lock is not None:
             self._writer_lock.release()
 
@@ -623,16 +629,29 @@ def new_enclave_challenge(workdir: Path) -> str:
     generates it here and keeps it in `.pox/enclave-keys/<address>.key` (mode 0600, outside the
     bundle) so that `pox anchor` can still sign results after a crash. Never printed.
     """
-    from eth_account import Account
-
-    account = Account.create()
+    # cryptography and eth-hash, not eth_account: its import alone took 0.8 s of every run
+    key = ec.generate_private_key(ec.SECP256K1())
+    secret = key.private_numbers().private_value.to_bytes(32, "big")
+    address = ethereum_address(key.public_key())
     directory = workdir / ".pox" / ENCLAVE_KEYS_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{account.address}.key"
+    path = directory / f"{address}.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(bytes(account.key).hex() + "\n")
-    return str(account.address)
+        handle.write(secret.hex() + "\n")
+    return address
+
+
+def ethereum_address(public_key: ec.EllipticCurvePublicKey) -> str:
+    """The EIP-55 checksummed address of a secp256k1 public key (keccak256 of X || Y, last 20)."""
+    from eth_hash.auto import keccak
+
+    point = public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    lower = keccak(point[1:])[-20:].hex()
+    nibbles = keccak(lower.encode("ascii")).hex()
+    return "0x" + "".join(
+        c.upper() if int(n, 16) >= 8 else c for c, n in zip(lower, nibbles[:40], strict=True)
+    )
 
 
 def _output_annotations(out: OutputFile, digest: FileDigest) -> dict[str, Any]:

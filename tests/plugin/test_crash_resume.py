@@ -225,6 +225,7 @@ def test_runlog_truncates_a_torn_tail_and_checkpoints_the_complete_lines(tmp_pat
     lines = [b'{"record":%d}' % i for i in range(3)]
     for line in lines:
         log.append(line)
+    log.close()
     assert checkpoint_of(tmp_path, "s0", key) == (3, rfc9162_root(lines))
 
     with open(tmp_path / ATTESTATIONS, "ab") as handle:
@@ -238,6 +239,7 @@ def test_runlog_truncates_a_torn_tail_and_checkpoints_the_complete_lines(tmp_pat
     assert checkpoint_of(tmp_path, "s1", resumed_key) == (3, rfc9162_root(lines))
 
     reopened.append(b'{"record":3}')
+    reopened.close()
     assert checkpoint_of(tmp_path, "s1", resumed_key) == (
         4,
         rfc9162_root([*lines, b'{"record":3}']),
@@ -248,14 +250,34 @@ def test_runlog_checkpoints_complete_lines_written_after_the_last_checkpoint(
     tmp_path: Path,
 ) -> None:
     key = SigningKey.generate()
-    log = RunLog(tmp_path, "pox/run/test", "s0", key)
+    log = RunLog(
+        tmp_path, "pox/run/test", "s0", key, checkpoint_now=False, checkpoint_interval_s=3600
+    )
     log.append(b'{"record":0}')
-    # a crash between the fsync of a line and the checkpoint that covers it
-    with open(tmp_path / ATTESTATIONS, "ab") as handle:
-        handle.write(b'{"record":1}\n')
+    # a crash between the fsync of a line and the checkpoint that covers it (the interval
+    # defers this one; nothing closes the log)
+    log.append(b'{"record":1}')
     assert checkpoint_of(tmp_path, "s0", key)[0] == 1
 
     reopened = RunLog(tmp_path, "pox/run/test", "s0", key)
     assert reopened.recovered_torn_bytes == 0
     lines = [b'{"record":0}', b'{"record":1}']
     assert checkpoint_of(tmp_path, "s0", key) == (2, rfc9162_root(lines))
+
+
+def test_runlog_checkpoints_a_burst_of_appends_within_the_interval(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    log = RunLog(
+        tmp_path, "pox/run/test", "s0", key, checkpoint_now=False, checkpoint_interval_s=0.2
+    )
+    lines = [b'{"record":%d}' % i for i in range(5)]
+    for line in lines:
+        log.append(line)
+    # every line is in the file at once, the checkpoint covers the burst once the interval ends
+    assert (tmp_path / ATTESTATIONS).read_bytes() == b"".join(line + b"\n" for line in lines)
+    assert checkpoint_of(tmp_path, "s0", key)[0] == 1
+    deadline = time.monotonic() + 10
+    while checkpoint_of(tmp_path, "s0", key)[0] != 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpoint_of(tmp_path, "s0", key) == (5, rfc9162_root(lines))
+    log.close()
