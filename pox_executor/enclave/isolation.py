@@ -102,46 +102,41 @@ class SandboxError(ValueError):
     """A job cannot be sandboxed as asked (a path the overlay cannot carry, an output in `/`)."""
 
 
+class _OverlayStage:
+    """The folders of one private overlay under `stage`: its upper layer, work and mount point."""
+
+    stage: Path
+
+    @property
+    def upper(self) -> Path:
+        return self.stage / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.stage / "work"
+
+    @property
+    def merged(self) -> Path:
+        return self.stage / "merged"
+
+
 @dataclass(frozen=True)
-class WritableRoot:
+class WritableRoot(_OverlayStage):
     """A directory outside the working directory holding declared outputs: a private overlay."""
 
     path: str  # the real (symlink-free) directory on the host
     stage: Path
 
-    @property
-    def upper(self) -> Path:
-        return self.stage / "upper"
-
-    @property
-    def work(self) -> Path:
-        return self.stage / "work"
-
-    @property
-    def merged(self) -> Path:
-        return self.stage / "merged"
-
 
 @dataclass
-class Sandbox:
-    """One job's stage: its private writes live here until committed or discarded."""
+class Sandbox(_OverlayStage):
+    """One job's stage: its private writes live here until committed or discarded; its own
+    overlay is the working directory's."""
 
     stage: Path
     home: Path | None = None  # a shared home directory; None = private to the job
     home_on_disk: bool = False  # private home in the stage (an output lies in it), else tmpfs
     roots: list[WritableRoot] = field(default_factory=list)
-
-    @property
-    def upper(self) -> Path:
-        return self.stage / "upper"
-
-    @property
-    def work(self) -> Path:
-        return self.stage / "work"
-
-    @property
-    def merged(self) -> Path:
-        return self.stage / "merged"
 
     @property
     def tmp(self) -> Path:

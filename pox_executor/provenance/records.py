@@ -41,6 +41,7 @@ from pox_executor.provenance.statement import (
     STATEMENT_TYPE,
     Binding,
     Resource,
+    SessionClosing,
     parse_resource,
     require_field,
 )
@@ -190,18 +191,11 @@ class SessionOpen:
 
 
 @dataclass(frozen=True)
-class SessionClose:
-    """A writer session's closing: the log size before it, the run's status and counts."""
+class SessionClose(SessionClosing):
+    """A writer session's closing as read from the log: what it signed, and where it stands."""
 
     line_no: int
     digest: str
-    run_id: str
-    session: int
-    size: int
-    status: str
-    succeeded: int
-    failed: int
-    finished: str
 
     kind = "session-close"
 
