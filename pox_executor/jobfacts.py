@@ -100,6 +100,7 @@ def job_facts(job: Any, workdir: Path) -> JobFacts:
                 is_directory=_flagged(f, "directory"),
                 is_temp=_flagged(f, "temp"),
                 is_transient=_flagged(f, "pipe") or _flagged(f, "service"),
+                is_touch=_flagged(f, "touch"),
             )
             for f in job.output
         ),

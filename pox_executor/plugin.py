@@ -440,6 +440,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         finally:
             if script is not None:
                 script.unlink(missing_ok=True)
+        if outcome.exit_code == 0:
+            _create_touch_outputs(facts, self.workdir)
         missing: list[str] = []
         for f in facts:
             recorded = self.recorder.record(
@@ -539,6 +541,19 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
 
 
 _STATUS_CHECK_MAX_WAIT_S = 1.0
+
+
+def _create_touch_outputs(facts: list[JobFacts], workdir: Path) -> None:
+    """Create the job's missing touch() outputs before recording, as Snakemake will right after
+    (it touches them once the job is reported done): the record then names the file that exists."""
+    for f in facts:
+        for out in f.outputs:
+            if not out.is_touch:
+                continue
+            path = workdir / _local(out.path)
+            if not os.path.lexists(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
 
 
 def _mem_mb(facts: list[JobFacts]) -> int | None:

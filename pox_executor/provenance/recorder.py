@@ -79,6 +79,8 @@ class OutputFile:
     # pipe() and service() outputs live only while their group runs (a FIFO, a socket): they are
     # never committed, hashed or required to exist afterwards.
     is_transient: bool = False
+    # touch(): Snakemake itself creates (or touches) the file after the job succeeds
+    is_touch: bool = False
 
 
 @dataclass(frozen=True)

@@ -281,3 +281,32 @@ rule by_run:
     (tmp_path / "wd").mkdir()
     run_snakemake(tmp_path)
     assert (tmp_path / "wd" / "run.txt").read_text() == "ran"
+
+
+def test_touch_outputs_are_recorded_not_missing(tmp_path: Path) -> None:
+    # Snakemake creates a touch() output itself once the job is done; the merged status rule
+    # (an attempt with a declared output missing is failed) failed every such job.
+    _write(
+        tmp_path,
+        {
+            "Snakefile": """\
+rule all:
+    input: "flags/a.done", "b.done"
+
+rule flag:
+    output: touch("flags/{name}.done")
+    shell: "exit 0"
+
+rule flag_kept:
+    output: touch("b.done")
+    shell: "echo kept > {output}"
+"""
+        },
+    )
+    run_snakemake(tmp_path)
+    assert (tmp_path / "flags" / "a.done").read_bytes() == b""
+    assert (tmp_path / "b.done").read_text() == "kept\n"
+    records = {r.rule: r for r in read_records(only_bundle(tmp_path))}
+    assert records["flag"].status == "succeeded"
+    empty = hashlib.sha256(b"").hexdigest()
+    assert records["flag"].subjects == {"flags/a.done": empty}
