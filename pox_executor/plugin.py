@@ -551,7 +551,11 @@ def _create_touch_outputs(facts: list[JobFacts], workdir: Path) -> None:
             if not out.is_touch:
                 continue
             path = workdir / _local(out.path)
-            if not os.path.lexists(path):
+            if os.path.lexists(path):
+                continue
+            if out.is_directory:  # touch(directory(...))
+                path.mkdir(parents=True)
+            else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()
 
