@@ -53,9 +53,12 @@ def run_snakemake(workdir: Path, args: Sequence[str], cores: int = 2) -> Timing:
 
 
 def fresh_copy(template: Path, destination: Path) -> Path:
-    """A clean copy of a workflow directory (no .snakemake, .pox or previous outputs)."""
+    """A clean copy of a workflow directory (no .snakemake, .pox or previous outputs: a
+    `make demo` leaves `results/` in the example, which made both modes a no-op)."""
     shutil.rmtree(destination, ignore_errors=True)
-    shutil.copytree(template, destination, ignore=shutil.ignore_patterns(".snakemake", ".pox"))
+    shutil.copytree(
+        template, destination, ignore=shutil.ignore_patterns(".snakemake", ".pox", "results")
+    )
     return destination
 
 
