@@ -114,7 +114,9 @@ def run_jobstep(ticket: Ticket, *, cancelled: threading.Event | None = None) -> 
     try:
         runtime.prepare(spec.workdir)
     except OSError as exc:
-        raise EnclaveError(f"the {ticket.backend} runtime could not prepare on this node: {exc}")
+        raise EnclaveError(
+            f"the {ticket.backend} runtime could not prepare on this node: {exc}"
+        ) from None
     recorder = NodeRecorder(ticket, runtime)
     try:
         inputs = {f.jobid: recorder.hash_inputs(f) for f in ticket.members}
