@@ -87,6 +87,11 @@ def main() -> int:
     repeats = int(os.environ.get("POX_BENCH_REPEATS", "1"))
     python = sys.executable
     snakemake = [python, "-m", "snakemake", "--executor"]
+    pox_argv = [*snakemake, "pox", "--pox-dispatch", "slurm", "--pox-chain", "none"]
+    pox_argv += ["--cores", str(args.parallel)]
+    plain_argv = [*snakemake, "slurm", "--slurm-status-command", "squeue", "--slurm-no-account"]
+    plain_argv += ["--slurm-init-seconds-before-status-checks", "1"]
+    plain_argv += ["--jobs", str(args.parallel), "--latency-wait", "10"]
     with tempfile.TemporaryDirectory(prefix="pox-bench-slurm-") as tmp:
         base = Path(tmp)
         state = base / "cluster"
@@ -99,8 +104,7 @@ def main() -> int:
                 plain_dir = workflow(base, f"plain{repeat}", args.jobs)
                 pox_dir = workflow(base, f"pox{repeat}", args.jobs)
                 pox_s = timed(
-                    [*snakemake, "pox", "--pox-dispatch", "slurm", "--pox-chain", "none"]
-                    + ["--cores", str(args.parallel)],
+                    pox_argv,
                     pox_dir,
                     env,
                     base / f"pox{repeat}.log",
@@ -108,9 +112,7 @@ def main() -> int:
                 print(f"repeat {repeat + 1}: pox over SLURM: {pox_s:.1f} s", flush=True)
                 with default_conf(conf):
                     plain_s = timed(
-                        [*snakemake, "slurm", "--slurm-status-command", "squeue"]
-                        + ["--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1"]
-                        + ["--jobs", str(args.parallel), "--latency-wait", "10"],
+                        plain_argv,
                         plain_dir,
                         env,
                         base / f"plain{repeat}.log",
