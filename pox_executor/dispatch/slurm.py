@@ -17,6 +17,7 @@ session key, as a failed attempt naming the SLURM state, so Snakemake's retry st
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shlex
 import subprocess
@@ -59,6 +60,9 @@ FINISHED_STATES = frozenset(
 PURGED = "PURGED"  # our name for a job slurmctld no longer knows
 
 
+COLLECTOR_HOST_VARIABLE = "POX_COLLECTOR_HOST"
+
+
 class SlurmError(PoxError):
     """sbatch, squeue or scontrol failed (the message quotes SLURM's own error)."""
 
@@ -71,7 +75,10 @@ class DispatchOptions:
     isolate: bool
     default_image: str | None
     shared_home: bool
-    collector_host: str = "127.0.0.1"
+    # where the head's collector listens: loopback unless nodes on other hosts must reach it
+    collector_host: str = field(
+        default_factory=lambda: os.environ.get(COLLECTOR_HOST_VARIABLE, "127.0.0.1")
+    )
     poll_interval_s: float = 1.0
     # after SLURM says a job ended, how long its statement may still take to arrive (a jobstep
     # stopped by SIGTERM records the attempt within the cluster's KillWait)
