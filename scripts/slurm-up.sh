@@ -60,7 +60,7 @@ if [ ! -f "$CONF" ]; then
     echo "ReturnToService=2"
     echo "SlurmdTimeout=300"
     echo "MinJobAge=600"
-    echo "KillWait=5"
+    echo "KillWait=10"
     echo "SlurmdParameters=config_overrides"
     for node in "${NODES[@]}"; do
       echo "NodeName=$node NodeHostname=localhost NodeAddr=127.0.0.1 Port=$(free_port) CPUs=$CPUS_PER_NODE RealMemory=4000 State=UNKNOWN"

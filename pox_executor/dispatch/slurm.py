@@ -61,6 +61,7 @@ PURGED = "PURGED"  # our name for a job slurmctld no longer knows
 
 
 COLLECTOR_HOST_VARIABLE = "POX_COLLECTOR_HOST"
+COLLECT_GRACE_VARIABLE = "POX_COLLECT_GRACE_S"
 
 
 class SlurmError(PoxError):
@@ -82,7 +83,9 @@ class DispatchOptions:
     poll_interval_s: float = 1.0
     # after SLURM says a job ended, how long its statement may still take to arrive (a jobstep
     # stopped by SIGTERM records the attempt within the cluster's KillWait)
-    collect_grace_s: float = 40.0
+    collect_grace_s: float = field(
+        default_factory=lambda: float(os.environ.get(COLLECT_GRACE_VARIABLE, "40"))
+    )
     python: str = field(default_factory=lambda: sys.executable)
     sbatch_extra: tuple[str, ...] = ()
 
@@ -392,8 +395,7 @@ def _producers_for(recorder: RunRecorder, facts: Sequence[JobFacts]) -> Mapping[
     for name in names:
         parts = name.split("/")
         wanted.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    with recorder._lock:
-        producers = dict(recorder.producers)
+    producers = dict(recorder.producers)  # a copy: the recorder adds to it concurrently
     return {n: p for n, p in producers.items() if n in wanted}
 
 

@@ -30,7 +30,10 @@ def _workflow(tmp_path: Path) -> Path:
 
 
 def _snakemake(cluster: Cluster, workdir: Path, *args: str) -> subprocess.Popen[str]:
-    env = snakemake_env(workdir) | {"SLURM_CONF": str(cluster.state / "slurm.conf")}
+    env = snakemake_env(workdir) | {
+        "SLURM_CONF": str(cluster.state / "slurm.conf"),
+        "POX_COLLECT_GRACE_S": "12",  # > the cluster's KillWait (10 s): SIGTERMed jobsteps finish
+    }
     command = [sys.executable, "-m", "snakemake", "--executor", "pox", "--pox-dispatch", "slurm"]
     return subprocess.Popen(
         [*command, "--cores", "8", *args],
@@ -118,32 +121,68 @@ def test_workflow_through_slurm_is_signed_on_the_nodes_and_verifies(
     assert (workdir / "summary.txt").read_text().count("alpha") == 6
 
 
-def test_a_job_killed_by_scancel_is_a_failed_attempt_then_retried(
+def _kill_jobstep(workdir: Path, slurm_id: str) -> None:
+    """SIGKILL the `pox jobstep` process of one job of this run (found by its ticket path)."""
+    tickets = str(workdir / ".pox" / "dispatch")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"jobstep" in argv and any(a.decode().startswith(tickets) for a in argv if a):
+            if f"SLURM_JOB_ID={slurm_id}".encode() in environ:
+                os.kill(int(proc.name), signal.SIGKILL)
+                return
+    raise AssertionError(f"no pox jobstep process of SLURM job {slurm_id}")
+
+
+def test_jobs_killed_by_scancel_are_failed_attempts_then_retried(
     slurm_cluster: Cluster, tmp_path: Path
 ) -> None:
+    """Part 0 is cancelled with scancel (SIGTERM): its jobstep records the stopped attempt
+    (node-signed). Part 1's jobstep is killed with SIGKILL (what KillWait or a lost node leaves):
+    nothing comes from the node, so the head records the lost attempt (session-signed) after
+    the grace period. Both are retried; part 2 runs once."""
     workdir = _workflow(tmp_path)
-    process = _snakemake(slurm_cluster, workdir, "--retries", "1", "--config", "parts=2", "slow=0")
+    process = _snakemake(
+        slurm_cluster, workdir, "--retries", "1", "--config", "parts=3", "slow=0,1"
+    )
     run_id = _run_id(workdir)
 
-    def slow_job_running() -> str | None:
+    logs = workdir / ".pox" / "runs" / run_id / "logs"
+
+    def running(part: str) -> str | None:
+        """The SLURM id of the part's job once its jobstep has started the job (its log exists:
+        a jobstep killed while still starting up leaves nothing, the other case tested here)."""
         for slurm_id, state, _, comment in _slurm_jobs(slurm_cluster, run_id):
-            if state == "RUNNING" and "rule_part_wildcards_0" in comment:
+            invocation = comment.split()[1] if comment.startswith("pox ") else ""
+            started = invocation and (logs / f"{invocation}.log").exists()
+            if state == "RUNNING" and comment.endswith(f"_wildcards_{part}") and started:
                 return slurm_id
         return None
 
-    slurm_id = _wait_for(slow_job_running, 90, "the slow part job to run")
-    time.sleep(2)  # let its jobstep start the job
-    slurm_cluster.run("scancel", slurm_id)
+    term = _wait_for(lambda: running("0"), 120, "slow part 0 to run")
+    kill = _wait_for(lambda: running("1"), 120, "slow part 1 to run")
+    slurm_cluster.run("scancel", term)
+    _kill_jobstep(workdir, kill)
     _finish(process)
     _verify(workdir)
-    attempts = [_internal(s) for s in _jobs(_log(workdir)) if _rule(s) == "part"]
-    by_job: dict[int, list[tuple[int, str]]] = {}
-    for a in attempts:
-        by_job.setdefault(a["jobid"], []).append((a["attempt"], a["status"]))
-    assert sorted(sorted(v) for v in by_job.values()) == [
-        [(1, "failed"), (2, "succeeded")],
-        [(1, "succeeded")],
-    ], by_job
+    log = _log(workdir)
+    session_keyid = log[0][0]["signatures"][0]["keyid"]
+    by_part: dict[str, list[tuple[int, str, bool]]] = {}
+    for envelope, statement in log:
+        if statement["predicateType"] != JOB_PREDICATE or _rule(statement) != "part":
+            continue
+        part = statement["predicate"]["buildDefinition"]["externalParameters"]["wildcards"]["i"]
+        internal = _internal(statement)
+        by_head = envelope["signatures"][0]["keyid"] == session_keyid
+        by_part.setdefault(part, []).append((internal["attempt"], internal["status"], by_head))
+    assert sorted(by_part["0"]) == [(1, "failed", False), (2, "succeeded", False)], by_part
+    assert sorted(by_part["1"]) == [(1, "failed", True), (2, "succeeded", False)], by_part
+    assert by_part["2"] == [(1, "succeeded", False)], by_part
 
 
 def test_slurmd_stopped_and_restarted_mid_run_loses_nothing(
