@@ -220,7 +220,12 @@ class SlurmDispatcher:
             "--wrap",
             shlex.join([self.options.python, "-m", "pox_executor.cli", "jobstep", str(path)]),
         ]
-        slurm_id = _run(command).strip().split(";")[0]
+        try:
+            slurm_id = _run(command).strip().split(";")[0]
+        except SlurmError as exc:
+            remove_quietly(path)
+            self.collector.withdraw(ticket.submission_id)
+            return f"the job could not be submitted to SLURM (it did not run): {exc}\n"
         waiting = _Waiting(slurm_id=slurm_id, ticket=ticket)
         with self._lock:
             self._waiting[ticket.submission_id] = waiting

@@ -205,3 +205,12 @@ def test_slurmd_stopped_and_restarted_mid_run_loses_nothing(
     jobs = _jobs(_log(workdir))
     assert all(_internal(s)["status"] == "succeeded" for s in jobs), jobs
     assert sorted(_rule(s) for s in jobs) == sorted(["all", "summary"] + ["part"] * 4)
+
+
+def test_a_job_slurm_refuses_is_a_clear_error(slurm_cluster: Cluster, tmp_path: Path) -> None:
+    workdir = _workflow(tmp_path)
+    process = _snakemake(slurm_cluster, workdir, "--set-resources", "part:slurm_partition=nosuch")
+    output, _ = process.communicate(timeout=240)
+    assert process.returncode != 0
+    assert "could not be submitted to SLURM (it did not run)" in output, output[-3000:]
+    assert "invalid partition" in output.lower(), output[-3000:]
