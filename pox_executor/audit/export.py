@@ -9,7 +9,9 @@ Owns the mapping from the provenance graph (`audit/graph.py`) to standard format
   actionStatus, containerImage) whose `subjectOf` links its DSSE envelope and its C2SP
   inclusion proof (both files inside the crate); an `OrganizeAction` for Snakemake with the PoX
   executor; the run's `CreateAction`; files with their `sha256` (the bytes on disk are copied
-  into the crate only when they still have the recorded digest).
+  into the crate only when they still have the recorded digest). The run bundle is embedded at
+  `.pox/runs/<run-id>/`, so the crate is itself a working directory for `pox verify`,
+  `pox lineage` and `pox reproduce`.
 - **PROV** (the `prov` package): PROV-JSON or PROV-N, from the same graph.
 - **in-toto**: the run's `attestations.intoto.jsonl`, byte for byte.
 
@@ -159,9 +161,11 @@ def write_crate(
         _digest_of(sources, main_name),
         types=["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
     )
-    for source in sources:
-        if source["name"] != main_name:
-            _add_data_file(crate, workdir, source["name"], source["sha256"])
+    other_sources = [
+        _add_data_file(crate, workdir, s["name"], s["sha256"], types=["File", "SoftwareSourceCode"])
+        for s in sources
+        if s["name"] != main_name
+    ]
     lang = entity(
         "https://w3id.org/workflowhub/workflow-ro-crate#snakemake",
         {
@@ -194,13 +198,10 @@ def write_crate(
                 "workExample": tools[rule],
             },
         )
-    workflow["hasPart"] = (
-        [*workflow.get("hasPart", []), *tools.values()]
-        if isinstance(workflow.get("hasPart"), list)
-        else list(tools.values())
-    )
+    workflow["hasPart"] = [*tools.values(), *other_sources]
     workflow["step"] = list(steps.values())
 
+    _embed_bundle(crate, bundle)
     envelopes = _envelope_lines(bundle)
     proofs = _inclusion_proofs(bundle)
     files: dict[str, Any] = {}
@@ -319,6 +320,22 @@ def write_crate(
         # files without a source are written by us (envelopes, proofs) or deliberately absent
         warnings.simplefilter("ignore", UserWarning)
         crate.write(output)
+
+
+def _embed_bundle(crate: Any, bundle: RunBundle) -> None:
+    """The run bundle itself, at the path it has in a working directory: the crate is then one
+    (`pox verify` and `pox reproduce` work on it, against the files copied in)."""
+    where = f".pox/runs/{bundle.run_id}"
+    for path, what in (
+        (bundle.attestations_path, "the run log: one DSSE envelope per line (in-toto)"),
+        (bundle.checkpoint_path, "the signed C2SP checkpoint of the run log"),
+        (bundle.path / "run.json", "the run's unsigned index"),
+        (bundle.path / "chain.json", "the run's chain journal (unsigned index)"),
+    ):
+        if path.is_file():
+            crate.add_file(
+                source=path, dest_path=f"{where}/{path.name}", properties={"description": what}
+            )
 
 
 def _write_text(root: Path, relative: str, text: str) -> None:

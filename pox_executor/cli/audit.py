@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pox_executor.audit.verify import load_verify_policy
+from pox_executor.errors import PoxError, UsageError
 from pox_executor.provenance.bundle import resolve_run
 
 
@@ -57,6 +58,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--license", help="URL of the workflow's license, for the crate")
     _verification_options(p)
     p.set_defaults(handler=_export)
+
+    p = subparsers.add_parser(
+        "diff", help="job by job, what changed between two runs and which job diverged first"
+    )
+    p.add_argument("run_a", help="run id (or prefix) or bundle directory")
+    p.add_argument("run_b", help="run id (or prefix) or bundle directory")
+    p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_diff)
+
+    p = subparsers.add_parser(
+        "reproduce", help="re-run a recorded run (or exported crate) in a fresh directory, compare"
+    )
+    p.add_argument("run", help="run id (or prefix), bundle directory, or crate from pox export")
+    p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
+    p.add_argument("--in", dest="into", type=Path, help="fresh directory to re-run in")
+    p.add_argument("--cores", type=int, default=2, help="snakemake --cores for the re-run")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_reproduce)
 
 
 def _graph(args: argparse.Namespace, run: str | None) -> tuple[Any, Any]:
@@ -107,3 +127,39 @@ def _export(args: argparse.Namespace) -> int:
     export(graph, bundle, args.format, output, license=args.license)
     print(f"wrote {output}")
     return 0
+
+
+def _print_diff(result: Any, as_json: bool) -> int:
+    from pox_executor.audit.diff import render_text
+
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        print(render_text(result))
+    return 0 if result.identical else 1
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from pox_executor.audit.diff import diff_runs
+    from pox_executor.audit.graph import build_graph
+
+    workdir = args.directory.resolve()
+    try:
+        bundles = [resolve_run(args.run_a, workdir), resolve_run(args.run_b, workdir)]
+        graph = build_graph(bundles, verify=False)
+    except UsageError:
+        raise
+    except PoxError as exc:  # an unreadable bundle is unusable input: exit 2
+        raise UsageError(str(exc)) from exc
+    return _print_diff(diff_runs(graph, bundles[0].run_id, bundles[1].run_id), args.json)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from pox_executor.audit.reproduce import reproduce
+
+    result, into = reproduce(
+        args.run, workdir=args.directory.resolve(), into=args.into, cores=args.cores
+    )
+    if not args.json:
+        print(f"re-ran in {into}")
+    return _print_diff(result, args.json)
