@@ -318,6 +318,8 @@ def compare_files(name: str, a: Path, b: Path) -> FileDiff:
     if data_a == data_b:
         return FileDiff(name, "equivalent", tier, "same content once decompressed")
     try:
+        if b"\x00" in data_a or b"\x00" in data_b:
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte: not text")
         text_a, text_b = data_a.decode("utf-8"), data_b.decode("utf-8")
     except UnicodeDecodeError:
         at = next(
