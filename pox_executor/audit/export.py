@@ -6,12 +6,12 @@ Owns the mapping from the provenance graph (`audit/graph.py`) to standard format
   Workflow Run Crate, Process Run Crate and Workflow RO-Crate 1.0): the main Snakefile as the
   `ComputationalWorkflow`; per rule a tool (`SoftwareApplication`), a `HowToStep` and a
   `ControlAction`; per job a `CreateAction` (instrument, object, result, startTime, endTime,
-  actionStatus, containerImage) whose `subjectOf` links its DSSE envelope and its C2SP
-  inclusion proof (both files inside the crate); an `OrganizeAction` for Snakemake with the PoX
-  executor; the run's `CreateAction`; files with their `sha256` (the bytes on disk are copied
-  into the crate only when they still have the recorded digest). The run bundle is embedded at
-  `.pox/runs/<run-id>/`, so the crate is itself a working directory for `pox verify`,
-  `pox lineage` and `pox reproduce`.
+  actionStatus, containerImage) whose `subjectOf` links its C2SP inclusion proof (a file in
+  the crate whose `extra` line is the job's DSSE envelope, the log leaf) and the run log; an
+  `OrganizeAction` for Snakemake with the PoX executor; the run's `CreateAction`; files with
+  their `sha256` (the bytes on disk are copied into the crate only when they still have the
+  recorded digest). The run bundle is embedded at `.pox/runs/<run-id>/`, so the crate is
+  itself a working directory for `pox verify`, `pox lineage` and `pox reproduce`.
 - **PROV** (the `prov` package): PROV-JSON or PROV-N, from the same graph.
 - **in-toto**: the run's `attestations.intoto.jsonl`, byte for byte.
 
@@ -201,7 +201,7 @@ def write_crate(
     workflow["hasPart"] = [*tools.values(), *other_sources]
     workflow["step"] = list(steps.values())
 
-    _embed_bundle(crate, bundle)
+    log_entity = _embed_bundle(crate, bundle)
     envelopes = _envelope_lines(bundle)
     proofs = _inclusion_proofs(bundle)
     files: dict[str, Any] = {}
@@ -210,40 +210,33 @@ def write_crate(
     for job in jobs:
         data = graph.nodes[job]
         envelope = data["envelope"]
-        links = []
-        line = envelopes.get(envelope)
-        if line is not None:
-            links.append(
-                crate.add_file(
-                    source=None,
-                    dest_path=f"provenance/envelopes/{envelope}.dsse.json",
-                    properties={
-                        "name": f"DSSE envelope of {data['label']}",
-                        "encodingFormat": "application/vnd.in-toto+json",
-                        "sha256": envelope,
-                        "description": "the signed in-toto statement (SLSA provenance v1) "
-                        "of this job",
-                    },
-                )
-            )
-            _write_text(
-                output, f"provenance/envelopes/{envelope}.dsse.json", line.decode("utf-8") + "\n"
-            )
+        links = [log_entity] if log_entity is not None else []
         proof = proofs.get(envelope)
-        if proof is not None:
-            links.append(
+        line = envelopes.get(envelope)
+        if proof is not None or line is not None:
+            # one file per job: the C2SP inclusion proof whose `extra` line is the envelope
+            # itself (the log leaf), or the bare envelope when no checkpoint covers it yet
+            relative = (
+                f"provenance/{envelope}.tlog-proof"
+                if proof is not None
+                else f"provenance/{envelope}.dsse.json"
+            )
+            links.insert(
+                0,
                 crate.add_file(
                     source=None,
-                    dest_path=f"provenance/proofs/{envelope}.tlog-proof",
+                    dest_path=relative,
                     properties={
-                        "name": f"inclusion proof of {data['label']}",
+                        "name": f"envelope and inclusion proof of {data['label']}",
                         "encodingFormat": "text/plain",
-                        "description": "C2SP tlog-proof@v1: the envelope's RFC 9162 inclusion "
-                        "proof in the run's signed checkpoint",
+                        "description": "C2SP tlog-proof@v1: `extra` is the job's DSSE envelope "
+                        "(in-toto statement, SLSA provenance v1), then its RFC 9162 inclusion "
+                        "proof and the run's signed checkpoint",
                     },
-                )
+                ),
             )
-            _write_text(output, f"provenance/proofs/{envelope}.tlog-proof", proof)
+            text = proof if proof is not None else (line or b"").decode("utf-8") + "\n"
+            _write_text(output, relative, text)
         image = _image(images, entity, data)
         props: dict[str, Any] = {
             "@type": "CreateAction",
@@ -322,10 +315,11 @@ def write_crate(
         crate.write(output)
 
 
-def _embed_bundle(crate: Any, bundle: RunBundle) -> None:
+def _embed_bundle(crate: Any, bundle: RunBundle) -> Any:
     """The run bundle itself, at the path it has in a working directory: the crate is then one
     (`pox verify` and `pox reproduce` work on it, against the files copied in)."""
     where = f".pox/runs/{bundle.run_id}"
+    log = None
     for path, what in (
         (bundle.attestations_path, "the run log: one DSSE envelope per line (in-toto)"),
         (bundle.checkpoint_path, "the signed C2SP checkpoint of the run log"),
@@ -333,9 +327,11 @@ def _embed_bundle(crate: Any, bundle: RunBundle) -> None:
         (bundle.path / "chain.json", "the run's chain journal (unsigned index)"),
     ):
         if path.is_file():
-            crate.add_file(
+            added = crate.add_file(
                 source=path, dest_path=f"{where}/{path.name}", properties={"description": what}
             )
+            log = added if path == bundle.attestations_path else log
+    return log
 
 
 def _write_text(root: Path, relative: str, text: str) -> None:
@@ -458,7 +454,7 @@ def _inclusion_proofs(bundle: RunBundle) -> dict[str, str]:
     lines = read_log_lines(bundle.attestations_path).lines[: checkpoint.size]
     tree = merkle.MerkleTree([merkle.leaf_hash(line) for line in lines])
     return {
-        sha256(line).hexdigest(): format_proof(index, tree.inclusion_proof(index), text)
+        sha256(line).hexdigest(): format_proof(index, tree.inclusion_proof(index), text, line)
         for index, line in enumerate(lines)
     }
 

@@ -7,6 +7,7 @@ skipped. PROV documents are read back with the `prov` package.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from recorded import DAG, RecordedRun, Step, record_run
 
 from pox_executor.cli import main
 from pox_executor.provenance.bundle import list_runs
+from pox_executor.provenance.tlog_proof import parse_proof
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +124,13 @@ def test_rocrate_export_validates_against_provenance_run_crate(
         assert {"instrument", "object", "result", "startTime", "endTime", "actionStatus"} <= set(
             action
         )
-        envelope_file, proof_file = (link["@id"] for link in action["subjectOf"])
-        line = (crate / envelope_file).read_bytes().rstrip(b"\n")
-        import hashlib
-
-        assert hashlib.sha256(line).hexdigest() == action["identifier"]
-        assert (crate / proof_file).read_text().startswith("c2sp.org/tlog-proof@v1")
+        proof_file, log_file = (link["@id"] for link in action["subjectOf"])
+        proof = parse_proof((crate / proof_file).read_text())
+        assert proof.extra is not None
+        assert hashlib.sha256(proof.extra).hexdigest() == action["identifier"]
+        assert proof.extra in (crate / log_file).read_bytes().splitlines()
+        checkpoint = (crate / log_file).with_name("checkpoint").read_text()
+        assert proof.signed_checkpoint == checkpoint
         assert graph[action["containerImage"]["@id"]]["sha256"]
     controls = [e for e in graph.values() if e["@type"] == "ControlAction"]
     steps = [e for e in graph.values() if e["@type"] == "HowToStep"]
@@ -136,6 +139,9 @@ def test_rocrate_export_validates_against_provenance_run_crate(
     assert "Snakemake" in graph[organize["instrument"]["@id"]]["name"]
     assert graph["a.txt"]["sha256"] == hashlib.sha256((workdir / "a.txt").read_bytes()).hexdigest()
     assert (crate / "a.txt").read_bytes() == (workdir / "a.txt").read_bytes()
+    # the crate embeds the bundle: it verifies there, files included
+    code, out, err = cli(capsys, "verify", "--allow-simulated", "--offline", "-C", str(crate))
+    assert code == 0, out + err
 
 
 def test_prov_and_intoto_exports(
