@@ -23,6 +23,7 @@ from pox_executor.provenance.names import record_name
 
 UP = "up"
 DOWN = "down"
+_MAX_INDENT = 30  # deeper hops print their depth instead of more indentation
 
 
 @dataclass
@@ -134,27 +135,25 @@ def render_text(lin: Lineage) -> str:
     arrow = "<-" if lin.direction == UP else "->"
     lines = [f"{_file_text(g.nodes[lin.start])}   ({lin.direction}stream lineage)"]
     seen: set[str] = set()
+    # depth-first, iteratively: a lineage may be thousands of hops deep
+    stack: list[tuple[str, int]] = [(n, 1) for n in reversed(_ordered(g, lin.start, lin))]
+    while stack:
+        node, depth = stack.pop()
+        data = g.nodes[node]
+        pad = "  " * min(depth, _MAX_INDENT) + (f"[{depth}] " if depth > _MAX_INDENT else "")
+        repeat = node in seen
+        if data["kind"] == JOB:
+            text = (
+                f"{pad}{arrow} job {data['label']}  run {data['run_id']}  line {data['line']}"
+                f"  envelope {data['envelope'][:16]}  {verdict(data)}"
+            )
+        else:
+            text = f"{pad}{arrow} {_file_text(data)}"
+        lines.append(text + ("  (see above)" if repeat and any(_next(g, node, lin)) else ""))
+        if not repeat:
+            seen.add(node)
+            stack += [(n, depth + 1) for n in reversed(_ordered(g, node, lin))]
 
-    def walk(node: str, depth: int) -> None:
-        nexts = list(g.predecessors(node) if lin.direction == UP else g.successors(node))
-        nexts.sort(key=lambda n: (g.nodes[n].get("name") or g.nodes[n].get("label", ""), n))
-        for nxt in nexts:
-            data = g.nodes[nxt]
-            pad = "  " * depth
-            repeat = nxt in seen
-            if data["kind"] == JOB:
-                text = (
-                    f"{pad}{arrow} job {data['label']}  run {data['run_id']}  line {data['line']}"
-                    f"  envelope {data['envelope'][:16]}  {verdict(data)}"
-                )
-            else:
-                text = f"{pad}{arrow} {_file_text(data)}"
-            lines.append(text + ("  (see above)" if repeat and list(_next(g, nxt, lin)) else ""))
-            if not repeat:
-                seen.add(nxt)
-                walk(nxt, depth + 1)
-
-    walk(lin.start, 1)
     jobs = lin.jobs()
     unverified = sum(1 for j in jobs if g.nodes[j].get("verified") is False)
     raw = [n for n, d in g.nodes(data=True) if d["kind"] == FILE and not _has_producer(g, n)]
@@ -165,6 +164,11 @@ def render_text(lin: Lineage) -> str:
     runs = sorted({g.nodes[j]["run_id"] for j in jobs})
     lines += [*lin.notes, summary + f"; runs: {', '.join(runs) or '-'}"]
     return "\n".join(lines)
+
+
+def _ordered(g: nx.DiGraph, node: str, lin: Lineage) -> list[str]:
+    nexts = list(_next(g, node, lin))
+    return sorted(nexts, key=lambda n: (g.nodes[n].get("name") or g.nodes[n].get("label", ""), n))
 
 
 def _next(g: nx.DiGraph, node: str, lin: Lineage) -> Iterator[str]:
