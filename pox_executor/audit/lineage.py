@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 
 from pox_executor.audit.graph import FILE, JOB, file_node, job_dag, jobs_of, producer_of
-from pox_executor.errors import UsageError
+from pox_executor.errors import PoxError, UsageError
 from pox_executor.primitives import sha256_file
 from pox_executor.provenance.names import record_name
 
@@ -47,9 +47,12 @@ def resolve_file(
     notes: list[str] = []
     full = Path(path) if Path(path).is_absolute() else Path.cwd() / path
     try:
-        name = record_name(full.resolve().relative_to(workdir.resolve()), workdir.resolve())
-    except ValueError:
-        name = record_name(path, workdir)
+        try:
+            name = record_name(full.resolve().relative_to(workdir.resolve()), workdir.resolve())
+        except ValueError:
+            name = record_name(path, workdir)
+    except (ValueError, PoxError) as exc:
+        raise UsageError(f"{path}: not a file name a run can record ({exc})") from exc
     versions = [n for n, d in graph.nodes(data=True) if d["kind"] == FILE and d["name"] == name]
     if not versions:
         raise UsageError(

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from crate_validator import seed_context_cache, validate
 from poxrun import bundles, run_snakemake
 
 from pox_executor.audit.diff import compare_files
@@ -156,6 +157,8 @@ def test_reproduce_a_run_and_its_crate(
 
     crate = tmp_path / "run.crate"
     assert cli(capsys, "export", str(bundle), "-o", str(crate))[0] == 0
+    report = validate(crate, seed_context_cache(tmp_path / "validator-cache"))
+    assert report["passed"] is True and report["skipped_checks"] == 0, report.get("issues")
     code, out, err = cli(capsys, "reproduce", str(crate), "--in", str(tmp_path / "from-crate"))
     assert code == 0, out + err
     assert "IDENTICAL: 4 of 4 jobs identical" in out
