@@ -220,7 +220,7 @@ async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise KbsProtocolError(f"request body is not JSON ({exc})") from exc
 
 
