@@ -1,0 +1,202 @@
+"""Bad input to a running broker: RFC 7807 errors with 4xx statuses, never a 500 or a traceback.
+
+Also the admin API's bearer token, secrets sealed at rest and surviving a restart, and the
+master key's file mode.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from broker_process import BrokerProcess, http, problem_of
+
+from pox_executor.enclave.producers import SimProducer
+from pox_executor.sms import admin, client
+from pox_executor.sms.client import BrokerRefused
+
+pytestmark = pytest.mark.integration
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def broker(module_broker: BrokerProcess) -> BrokerProcess:
+    return module_broker
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"),
+    [
+        ("POST", "/kbs/v0/auth", b"{not json", JSON, 400),
+        ("POST", "/kbs/v0/auth", b"\xff\xfe", JSON, 400),
+        ("POST", "/kbs/v0/auth", b"[" * 200_000 + b"]" * 200_000, JSON, 400),
+        ("POST", "/kbs/v0/auth", b'{"version": "0.4.0", "tee": "sample"}', {}, 415),
+        ("POST", "/kbs/v0/auth", b"version=0.4.0", {"Content-Type": "text/plain"}, 415),
+        ("POST", "/kbs/v0/auth", b"[]", JSON, 401),
+        ("POST", "/kbs/v0/auth", b'{"version": "0.1.1", "tee": "sample"}', JSON, 401),
+        ("POST", "/kbs/v0/auth", b'{"version": "0.4.0", "tee": "nope"}', JSON, 401),
+        ("POST", "/kbs/v0/auth", b'{"version": 4, "tee": "sample"}', JSON, 401),
+        ("POST", "/kbs/v0/auth", b" " * (5 << 20), JSON, 413),
+        ("GET", "/kbs/v0/auth", None, {}, 405),
+        ("POST", "/kbs/v0/attest", b"{}", JSON, 401),
+        ("GET", "/kbs/v0/resource/a/b/c", None, {}, 401),
+        ("GET", "/kbs/v0/resource/a/b/c", None, {"Cookie": "kbs-session-id=forged"}, 401),
+        ("GET", "/kbs/v0/nothing", None, {}, 404),
+        ("PUT", "/pox/v0/policies/p", b"{}", JSON, 401),
+        ("PUT", "/pox/v0/secrets/a/b/c", b'{"value": "aGk="}', JSON, 401),
+        ("PUT", "/pox/v0/secrets/a/b/c", b'{"value": 5}', JSON, 400),
+        ("POST", "/pox/v0/challenges", b"{}", JSON, 401),
+    ],
+)
+def test_bad_requests_get_problem_documents(
+    broker: BrokerProcess,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    got, reply_headers, reply = http(method, broker.url + path, body, headers=headers)
+    assert got == status, reply
+    assert reply_headers["Content-Type"].startswith("application/problem+json")
+    document = problem_of(reply)
+    assert document["status"] == status and document["detail"]
+    assert "Traceback" not in broker.log()
+
+
+def test_malformed_attestations_after_a_real_auth(broker: BrokerProcess) -> None:
+    from kbs_steps import RawSession
+
+    cases: list[object] = [
+        [],
+        {"runtime-data": "x"},
+        {"runtime-data": {"nonce": 5}},
+        {"runtime-data": {"nonce": None, "tee-pubkey": {}}},
+    ]
+    for payload in cases:
+        session = RawSession(broker.url)
+        status, body = session.attest(payload)
+        assert status == 401, body
+    session = RawSession(broker.url)
+    bad_key = {"runtime-data": {"nonce": session.nonce, "tee-pubkey": {"kty": "EC"}}}
+    assert session.attest(bad_key)[0] == 401
+    session = RawSession(broker.url)
+    runtime = session.runtime_data()
+    for evidence in (
+        {"type": "sim-report", "value": "!!"},
+        {"type": "sgx-dcap-quote", "value": "AAAA"},
+        {"type": "nope"},
+        "string",
+    ):
+        session = RawSession(broker.url)
+        runtime = session.runtime_data()
+        status, body = session.attest(
+            {"runtime-data": runtime, "tee-evidence": {"primary_evidence": evidence}}
+        )
+        assert status == 401, body
+    # a deeply nested tee-pubkey cannot be canonicalised, and says so
+    session = RawSession(broker.url)
+    deep = "[" * 5000 + "1" + "]" * 5000
+    raw = (
+        f'{{"runtime-data": {{"nonce": "{session.nonce}", "tee-pubkey": {deep}}}, '
+        '"tee-evidence": {"primary_evidence": {}}}'
+    )
+    status, body = session.attest(None, raw=raw.encode())
+    assert status in (400, 401), body
+    assert "Traceback" not in broker.log()
+
+
+def test_admin_api_needs_the_bearer_token(broker: BrokerProcess) -> None:
+    with pytest.raises(BrokerRefused) as caught:
+        admin.put_policy(broker.url, "wrong-token", "p", {"resources": ["a/b/c"]})
+    assert caught.value.status == 401
+    with pytest.raises(BrokerRefused) as caught:
+        admin.put_policy(broker.url, broker.token, "p", {"resources": ["a/b/c"], "allow_sim": 1})
+    assert caught.value.status == 400 and "allow_sim" in caught.value.detail
+    with pytest.raises(BrokerRefused) as caught:
+        admin.put_policy(
+            broker.url,
+            broker.token,
+            "p",
+            {"resources": ["a/b/c"], "attestation": {"measurements": {"sim-report": [{}]}}},
+        )
+    assert caught.value.status == 400 and "measurements.sim-report[0]" in caught.value.detail
+    assert admin.put_policy(broker.url, broker.token, "p", {"resources": ["a/b/c"]})
+    assert "p" in admin.list_policies(broker.url, broker.token)
+
+
+def test_secrets_sealed_at_rest_and_survive_restart(tmp_path: object) -> None:
+    from pathlib import Path
+
+    state = Path(str(tmp_path)) / "state"
+    process = BrokerProcess(state)
+    process.start()
+    try:
+        secret = b"plaintext-that-must-not-leak-0123456789"
+        admin.put_policy(
+            process.url,
+            process.token,
+            "p",
+            {
+                "resources": ["vault/key/*"],
+                "allow_simulated": True,
+                "attestation": {"allow_debug": True},
+            },
+        )
+        admin.put_secret(process.url, "vault/key/a", secret, token=process.token)
+        mode = stat.S_IMODE(os.stat(state / "master.key").st_mode)
+        assert mode == 0o600
+        for path in state.rglob("*"):
+            if path.is_file():
+                assert secret not in path.read_bytes(), path
+        with pytest.raises(BrokerRefused) as caught:  # no silent overwrite of user data
+            admin.put_secret(process.url, "vault/key/a", b"other", token=process.token)
+        assert caught.value.status == 409
+        process.restart()
+        assert (
+            client.fetch_resource(process.url, "vault/key/a", producer=SimProducer("i")) == secret
+        )
+        assert secret.decode() not in process.log()
+    finally:
+        process.stop()
+    # a master key others can read is refused at start, with the fix named
+    os.chmod(state / "master.key", 0o644)
+    with pytest.raises(RuntimeError, match="chmod 600"):
+        process.start()
+
+
+def test_fetch_cli_writes_plaintext_0600_and_labels_simulation(
+    broker: BrokerProcess, tmp_path: object
+) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    admin.put_policy(
+        broker.url,
+        broker.token,
+        "cli",
+        {"resources": ["cli/key/*"], "allow_simulated": True, "attestation": {"allow_debug": True}},
+    )
+    admin.put_secret(broker.url, "cli/key/a", b"cli secret", token=broker.token)
+    out = Path(str(tmp_path)) / "key.bin"
+    command = [sys.executable, "-m", "pox_executor.cli", "sms", "fetch", broker.url, "cli/key/a"]
+    done = subprocess.run(
+        [*command, "--producer", "sim", "--out", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SIMULATED" in done.stderr
+    assert out.read_bytes() == b"cli secret"
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    again = subprocess.run(
+        [*command, "--producer", "sim", "--out", str(out)], capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+    denied = subprocess.run(
+        [*command[:6], "cli/key/b", "--producer", "sim"],
+        capture_output=True,
+        text=True,
+    )
+    assert denied.returncode == 1 and "404" in denied.stderr and "Traceback" not in denied.stderr
