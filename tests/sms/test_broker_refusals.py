@@ -237,3 +237,41 @@ def test_upload_signed_by_non_owner_is_refused(broker: BrokerProcess) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert status == 401 and "not by the claimed signer" in json.loads(body)["detail"]
+
+
+def test_rsa_tee_key_and_negotiated_sha512(broker: BrokerProcess) -> None:
+    setup_secret(broker, sim_policy())
+    value = client.fetch_resource(
+        broker.url,
+        "cohort/key/v1",
+        producer=SimProducer("cohort-image"),
+        key_algorithm="RSA-OAEP-256",
+    )
+    assert value == b"the dataset key"
+    # a guest that offers only SHA-512 gets it selected, and its binding uses it
+    from broker_process import http
+
+    status, headers, body = http(
+        "POST",
+        f"{broker.url}/kbs/v0/auth",
+        json.dumps(
+            {
+                "version": "0.4.0",
+                "tee": "sample",
+                "extra-params": {"supported-hash-algorithms": ["sha512"]},
+            }
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 200
+    assert json.loads(body)["extra-params"]["selected-hash-algorithm"] == "sha512"
+    session = RawSession.__new__(RawSession)
+    session.url = broker.url
+    session.nonce = json.loads(body)["nonce"]
+    session.algorithm = "sha512"
+    session.cookie = headers["Set-Cookie"].split(";", 1)[0]
+    from pox_executor.sms import jwe
+
+    session.key = jwe.generate_tee_key()
+    assert session.attest_with(SimProducer("cohort-image"))[0] == 200
+    assert session.resource("cohort/key/v1") == (200, b"the dataset key")
