@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default loopback)"
     )
-    serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--admin-token-file", metavar="FILE", help="file holding the admin token")
     serve.add_argument("--chain-rpc", metavar="URL", help="JSON-RPC URL to read dataset owners")
     serve.add_argument("--dataset-registry", metavar="ADDRESS", help="DatasetRegistry address")
@@ -56,6 +56,16 @@ def register(subparsers: Any) -> None:
     fetch.add_argument("--task-id", help="PoCo task id to bind into the runtime data")
     fetch.add_argument("--out", metavar="FILE", help="write the plaintext here (created 0600)")
     fetch.set_defaults(handler=_fetch)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
+    return value
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -100,7 +110,12 @@ def _fetch(args: argparse.Namespace) -> int:
 
     from pox_executor.enclave.producers import detect_producer
     from pox_executor.sms.client import KbsClient
+    from pox_executor.sms.protocol import KbsProtocolError, check_resource_path
 
+    try:
+        check_resource_path(args.resource)
+    except KbsProtocolError as exc:
+        raise UsageError(str(exc)) from None
     producer = detect_producer(args.producer, measurement=args.measurement)
     client = KbsClient(args.broker_url, producer=producer, task_id=args.task_id)
     if client.simulated:

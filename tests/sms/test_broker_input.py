@@ -200,3 +200,28 @@ def test_fetch_cli_writes_plaintext_0600_and_labels_simulation(
         text=True,
     )
     assert denied.returncode == 1 and "404" in denied.stderr and "Traceback" not in denied.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["serve", "--state-dir", "/proc/no-such-dir", "--port", "0"], 1, "state directory"),
+        (["serve", "--state-dir", "x", "--port", "99999"], 2, "not a port number"),
+        (["serve", "--state-dir", "x", "--chain-rpc", "http://h"], 2, "go together"),
+        (["fetch", "http://127.0.0.1:1", "a/b", "--producer", "sim"], 2, "resource path"),
+        (["fetch", "ftp://x", "a/b/c", "--producer", "sim"], 1, "broker URL"),
+    ],
+)
+def test_cli_errors_are_clear(args: list[str], code: int, message: str, tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pox_executor.cli", "sms", *args],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=60,
+    )
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
