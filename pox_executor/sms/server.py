@@ -338,7 +338,7 @@ async def handle_attest(request: web.Request) -> web.Response:
             problem="unauthorized",
         )
     try:
-        evidence = Evidence.from_json(tee_evidence["primary_evidence"], where="primary_evidence")
+        evidence = primary_evidence(session.tee, tee_evidence["primary_evidence"])
     except EvidenceError as exc:
         raise KbsProtocolError(str(exc), status=401, problem="bad-evidence") from exc
     if evidence.type != TEE_EVIDENCE_TYPES[session.tee]:
@@ -392,6 +392,29 @@ async def handle_attest(request: web.Request) -> web.Response:
     return web.json_response(
         {"token": base64.urlsafe_b64encode(json.dumps(token).encode()).decode()}
     )
+
+
+def primary_evidence(tee: str, primary: Any) -> Evidence:
+    """PoX's evidence envelope, or a CoCo attester's native SGX/TDX form `{"quote": base64}`.
+
+    A native quote carries no DCAP collateral; the guest may add it as `"collateral"` (the JSON
+    of dcap-qvl's QuoteCollateralV3), otherwise verification says it is missing.
+    """
+    if isinstance(primary, dict) and "type" not in primary and tee in ("sgx", "tdx"):
+        quote = primary.get("quote")
+        if not isinstance(quote, str):
+            raise EvidenceError(f"primary_evidence: a native {tee} evidence needs 'quote' (base64)")
+        try:  # standard or URL-safe alphabet, padding optional
+            value = base64.b64decode(
+                quote.rstrip("=") + "=" * (-len(quote.rstrip("=")) % 4),
+                altchars=b"-_",
+                validate=True,
+            )
+        except (binascii.Error, ValueError) as exc:
+            raise EvidenceError(f"primary_evidence.quote: not base64 ({exc})") from exc
+        aux = {"collateral": primary["collateral"]} if "collateral" in primary else {}
+        return Evidence(TEE_EVIDENCE_TYPES[tee], value, aux)
+    return Evidence.from_json(primary, where="primary_evidence")
 
 
 async def handle_resource(request: web.Request) -> web.Response:

@@ -275,3 +275,27 @@ def test_rsa_tee_key_and_negotiated_sha512(broker: BrokerProcess) -> None:
     session.key = jwe.generate_tee_key()
     assert session.attest_with(SimProducer("cohort-image"))[0] == 200
     assert session.resource("cohort/key/v1") == (200, b"the dataset key")
+
+
+@pytest.mark.parametrize("with_collateral", [False, True])
+def test_native_coco_sgx_quote_is_parsed_and_checked(
+    broker: BrokerProcess, with_collateral: bool
+) -> None:
+    """A CoCo SGX attester sends `{"quote": base64}`: genuine, but not bound to this session."""
+    import base64
+
+    vectors = Path(__file__).resolve().parents[1] / "enclave" / "vectors" / "sgx-dcap"
+    native: dict[str, Any] = {
+        "quote": base64.b64encode((vectors / "quote.bin").read_bytes()).decode()
+    }
+    if with_collateral:
+        native["collateral"] = json.loads((vectors / "collateral.json").read_text())
+    session = RawSession(broker.url, tee="sgx")
+    status, body = session.attest(
+        {"runtime-data": session.runtime_data(), "tee-evidence": {"primary_evidence": native}}
+    )
+    assert status == 401
+    if with_collateral:
+        assert "report-data" in body["detail"]  # parsed and checked, refused for the binding
+    else:
+        assert "collateral" in body["detail"]
