@@ -660,6 +660,8 @@ async def problems_middleware(
     except PoxError as exc:
         log.error("request %s %s failed: %s", request.method, request.path, exc)
         return problem(400, "bad-request", str(exc))
+    except RecursionError:
+        return problem(400, "bad-request", "request JSON is nested too deeply")
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return problem(500, "internal", "internal error; see the broker's log")

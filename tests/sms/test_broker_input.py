@@ -225,3 +225,21 @@ def test_cli_errors_are_clear(args: list[str], code: int, message: str, tmp_path
     )
     assert done.returncode == code, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_deeply_nested_policy_values_are_a_400(broker: BrokerProcess) -> None:
+    depth = 900
+    deep = "[" * depth + "]" * depth
+    for document in (
+        f'{{"resources": ["a/b/c"], "attestation": {{"allow_debug": {deep}}}}}',
+        f'{{"resources": {deep}}}',
+        f'{{"resources": ["a/b/c"], "description": {deep}}}',
+    ):
+        status, _h, body = http(
+            "PUT",
+            f"{broker.url}/pox/v0/policies/deep",
+            document.encode(),
+            headers={**JSON, "Authorization": f"Bearer {broker.token}"},
+        )
+        assert status == 400, body
+    assert "Traceback" not in broker.log()
