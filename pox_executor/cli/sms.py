@@ -74,7 +74,8 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pox_executor.sms.server import BrokerConfig, serve
+    from pox_executor.sms.broker import BrokerConfig
+    from pox_executor.sms.server import serve
 
     if (args.chain_rpc is None) != (args.dataset_registry is None):
         raise UsageError("--chain-rpc and --dataset-registry go together")
