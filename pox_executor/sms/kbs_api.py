@@ -250,12 +250,18 @@ async def handle_resource(request: web.Request) -> web.Response:
     return web.json_response(jwe.encrypt(value, session.tee_pubkey))
 
 
-def authorise_release(broker: Broker, session: Session, resource: str, policies: Any) -> str:
-    """The id of a policy that releases `resource` to this session, or a 403 naming the reasons."""
+def authorise_release(
+    broker: Broker, session: Session, resource: str, policies: Any, *, named: bool = False
+) -> str:
+    """The id of a policy that releases `resource` to this session, or a 403 naming the reasons.
+
+    `named`: the policies were named for this resource (a task's challenge policy), so they apply
+    whatever their `resources` patterns say.
+    """
     assert session.evidence is not None
     reasons: list[str] = []
     for policy in policies:
-        if not policy.covers(resource):
+        if not named and not policy.covers(resource):
             continue
         verdict = session.verdicts.get(policy.policy_id)
         if verdict is None:
@@ -308,7 +314,9 @@ def release_challenge(
             status=403,
             problem="policy-denied",
         )
-    released_by = authorise_release(broker, session, resource, candidates)
+    released_by = authorise_release(
+        broker, session, resource, candidates, named=isinstance(policy_id, str)
+    )
     try:
         secret = challenge_key(broker.store, task)
     except ChallengeError as exc:

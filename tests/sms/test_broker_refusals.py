@@ -299,3 +299,21 @@ def test_native_coco_sgx_quote_is_parsed_and_checked(
         assert "report-data" in body["detail"]  # parsed and checked, refused for the binding
     else:
         assert "collateral" in body["detail"]
+
+
+def test_challenge_policy_named_by_the_scheduler_governs_its_release(broker: BrokerProcess) -> None:
+    task = "0x" + "c1" * 32
+    policy = sim_policy("task-image")
+    policy["resources"] = ["elsewhere/x/y"]  # named by the challenge, it applies regardless
+    admin.put_policy(broker.url, broker.token, "task-c1", policy)
+    address = admin.create_challenge(
+        broker.url, broker.token, task, int(time.time()) + 600, policy="task-c1"
+    )
+    resource = f"pox-task/{task}/enclave-challenge"
+    with pytest.raises(BrokerRefused) as caught:
+        client.fetch_resource(broker.url, resource, producer=SimProducer("x"), task_id=task)
+    assert caught.value.status == 403 and "task-c1" in caught.value.detail
+    key = client.fetch_resource(
+        broker.url, resource, producer=SimProducer("task-image"), task_id=task
+    )
+    assert Account.from_key(key.decode()).address == address
