@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from broker_process import BrokerProcess, http, problem_of
 
+from pox_executor.cli import main
 from pox_executor.enclave.producers import SimProducer
 from pox_executor.sms import admin, client
 from pox_executor.sms.client import BrokerRefused
@@ -127,10 +129,8 @@ def test_admin_api_needs_the_bearer_token(broker: BrokerProcess) -> None:
     assert "p" in admin.list_policies(broker.url, broker.token)
 
 
-def test_secrets_sealed_at_rest_and_survive_restart(tmp_path: object) -> None:
-    from pathlib import Path
-
-    state = Path(str(tmp_path)) / "state"
+def test_secrets_sealed_at_rest_and_survive_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
     process = BrokerProcess(state)
     process.start()
     try:
@@ -168,12 +168,8 @@ def test_secrets_sealed_at_rest_and_survive_restart(tmp_path: object) -> None:
 
 
 def test_fetch_cli_writes_plaintext_0600_and_labels_simulation(
-    broker: BrokerProcess, tmp_path: object
+    broker: BrokerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
-
     admin.put_policy(
         broker.url,
         broker.token,
@@ -181,25 +177,16 @@ def test_fetch_cli_writes_plaintext_0600_and_labels_simulation(
         {"resources": ["cli/key/*"], "allow_simulated": True, "attestation": {"allow_debug": True}},
     )
     admin.put_secret(broker.url, "cli/key/a", b"cli secret", token=broker.token)
-    out = Path(str(tmp_path)) / "key.bin"
-    command = [sys.executable, "-m", "pox_executor.cli", "sms", "fetch", broker.url, "cli/key/a"]
-    done = subprocess.run(
-        [*command, "--producer", "sim", "--out", str(out)], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert "SIMULATED" in done.stderr
+    out = tmp_path / "key.bin"
+    fetch = ["sms", "fetch", broker.url, "cli/key/a", "--producer", "sim"]
+    assert main([*fetch, "--out", str(out)]) == 0
+    assert "SIMULATED" in capsys.readouterr().err
     assert out.read_bytes() == b"cli secret"
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
-    again = subprocess.run(
-        [*command, "--producer", "sim", "--out", str(out)], capture_output=True, text=True
-    )
-    assert again.returncode == 2 and "not overwriting" in again.stderr
-    denied = subprocess.run(
-        [*command[:6], "cli/key/b", "--producer", "sim"],
-        capture_output=True,
-        text=True,
-    )
-    assert denied.returncode == 1 and "404" in denied.stderr and "Traceback" not in denied.stderr
+    assert main([*fetch, "--out", str(out)]) == 2
+    assert "not overwriting" in capsys.readouterr().err
+    assert main(["sms", "fetch", broker.url, "cli/key/b", "--producer", "sim"]) == 1
+    assert "404" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -212,19 +199,15 @@ def test_fetch_cli_writes_plaintext_0600_and_labels_simulation(
         (["fetch", "ftp://x", "a/b/c", "--producer", "sim"], 1, "broker URL"),
     ],
 )
-def test_cli_errors_are_clear(args: list[str], code: int, message: str, tmp_path: object) -> None:
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "pox_executor.cli", "sms", *args],
-        capture_output=True,
-        text=True,
-        cwd=str(tmp_path),
-        timeout=60,
-    )
-    assert done.returncode == code, done.stderr
-    assert message in done.stderr and "Traceback" not in done.stderr
+def test_cli_errors_are_clear(
+    args: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        got = main(["sms", *args])
+    except SystemExit as exc:  # argparse's own usage errors
+        got = int(exc.code or 0)
+    assert got == code
+    assert message in capsys.readouterr().err
 
 
 def test_deeply_nested_policy_values_are_a_400(broker: BrokerProcess) -> None:
