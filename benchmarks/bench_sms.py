@@ -79,12 +79,13 @@ def main() -> None:
                 _auth_once(broker.url)
                 _attest_and_release(broker.url, producer)
 
-            auth_times = []
+            # interleaved, so that load changes on the shared machine hit both alike
+            auth_times, latencies = [], []
             for _ in range(ROUNDS):
                 start = time.perf_counter()
                 _auth_once(broker.url)
                 auth_times.append(time.perf_counter() - start)
-            latencies = [_attest_and_release(broker.url, producer) for _ in range(ROUNDS)]
+                latencies.append(_attest_and_release(broker.url, producer))
 
             start = time.perf_counter()
             with ThreadPoolExecutor(CLIENTS) as pool:
