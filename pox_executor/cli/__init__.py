@@ -23,6 +23,8 @@ _COMMAND_MODULES = (
     "pox_executor.cli.attest",
     "pox_executor.cli.images",
     "pox_executor.cli.chain",
+    "pox_executor.cli.audit",
+    "pox_executor.cli.sms",
     "pox_executor.cli.jobstep",
 )
 

@@ -70,6 +70,7 @@ class NodeRecorder(RunRecorder):
         self.run_id = ticket.run_id
         self.key = SigningKey.generate()
         self.enclave_challenge = ticket.enclave_challenge
+        self.challenge_source = None  # the head's session made it; the node only binds it
         self.log = _CapturedLog()  # type: ignore[assignment]
         self.producers = dict(ticket.producers)
         self._earlier = None

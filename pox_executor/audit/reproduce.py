@@ -1,0 +1,202 @@
+"""`pox reproduce RUN|CRATE [--in DIR]`: re-run a recorded run in a fresh directory and compare.
+
+Owns preparing a reproduction: the run is read from its bundle (a run id or bundle directory,
+or a crate written by `pox export`, which embeds the bundle and the files); into a fresh
+directory go the recorded workflow sources and the run's raw inputs, each copied only if its
+bytes have the recorded SHA-256 (any missing or different file refuses the reproduction, naming
+it); the recorded images must be available by digest (the `sim` backend's environment digest
+must equal the recorded one; a Docker image must be present by id). Then Snakemake runs the
+workflow under PoX with the recorded backend, and `audit/diff.py` compares the new run with the
+recorded one job by job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from pox_executor.audit.diff import RunDiff, diff_runs
+from pox_executor.audit.graph import build_graph, jobs_of
+from pox_executor.errors import PoxError, UsageError
+from pox_executor.primitives import sha256_file
+from pox_executor.provenance.bundle import RunBundle, list_runs, resolve_run
+from pox_executor.provenance.names import is_external
+
+CRATE_METADATA = "ro-crate-metadata.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reproduction needs, read from the recorded run."""
+
+    bundle: RunBundle
+    graph: nx.DiGraph
+    sources: list[tuple[str, str]]  # (name, sha256)
+    inputs: list[tuple[str, str]]
+    backend: str
+    images: set[str]
+    snakefile: str
+
+
+def load_recorded(target: str, workdir: Path) -> RunBundle:
+    """The run to reproduce: RUN (id, prefix, bundle directory) or CRATE (an exported crate)."""
+    path = Path(target)
+    if (path / CRATE_METADATA).is_file():
+        runs = list_runs(path)
+        if len(runs) != 1:
+            raise UsageError(
+                f"{path}: a crate written by `pox export` holds one run under .pox/runs/, "
+                f"found {len(runs)}"
+            )
+        return runs[0]
+    return resolve_run(target, workdir)
+
+
+def plan(bundle: RunBundle) -> Plan:
+    graph = build_graph([bundle], verify=False)
+    run = graph.graph["runs"][bundle.run_id]
+    jobs = jobs_of(graph, bundle.run_id)
+    if not jobs:
+        raise UsageError(f"run {bundle.run_id} holds no job records: nothing to reproduce")
+    produced = {o["name"] for j in jobs for o in graph.nodes[j]["outputs"]}
+    inputs: dict[str, str] = {}
+    for job in jobs:
+        for item in graph.nodes[job]["inputs"]:
+            if (
+                item["name"] not in produced
+                and item["sha256"]
+                and not _in_produced_dir(item["name"], produced)
+            ):
+                inputs.setdefault(item["name"], item["sha256"])
+    sources = [(s["name"], s["sha256"]) for s in run["sources"]]
+    if not sources:
+        raise UsageError(
+            f"run {bundle.run_id}: its signed session opening lists no workflow sources"
+        )
+    from pox_executor.audit.export import _main_snakefile
+
+    return Plan(
+        bundle=bundle,
+        graph=graph,
+        sources=sources,
+        inputs=sorted(inputs.items()),
+        backend=str(run["backend"] or "sim"),
+        images={str(graph.nodes[j]["image_digest"]) for j in jobs},
+        snakefile=_main_snakefile(run["sources"]),
+    )
+
+
+def _in_produced_dir(name: str, produced: set[str]) -> bool:
+    return any(name.startswith(p.rstrip("/") + "/") for p in produced)
+
+
+def prepare(recorded: Plan, into: Path) -> None:
+    """Copy sources and raw inputs by digest into `into` (new or empty); refuse on any mismatch."""
+    if into.exists() and (not into.is_dir() or any(into.iterdir())):
+        raise UsageError(
+            f"{into} exists and is not an empty directory; choose a fresh one with --in"
+        )
+    origin = recorded.bundle.workdir
+    problems = []
+    copies = []
+    for kind, items in (("workflow source", recorded.sources), ("input", recorded.inputs)):
+        for name, sha in items:
+            if is_external(name):
+                problems.append(f"{kind} {name}: outside the working directory; copy it by hand")
+                continue
+            path = origin / name
+            if not path.is_file():
+                problems.append(f"{kind} {name}: missing in {origin}")
+            elif (actual := sha256_file(path)) != sha:
+                problems.append(
+                    f"{kind} {name}: sha256 {actual[:16]}... differs from the recorded "
+                    f"{sha[:16]}..."
+                )
+            else:
+                copies.append((path, into / name))
+    problems += _image_problems(recorded)
+    if problems:
+        raise UsageError(
+            f"cannot reproduce run {recorded.bundle.run_id}: " + "; ".join(problems),
+            hint="the reproduction needs the recorded bytes; nothing was run",
+        )
+    for source, target in copies:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _image_problems(recorded: Plan) -> list[str]:
+    if recorded.backend == "sim":
+        from pox_executor.enclave.backends import create_runtime
+
+        here = create_runtime("sim").image_digest()
+        return [
+            f"image {image[:23]}...: this machine's sim environment is {here[:23]}... "
+            "(interpreter, packages or OS differ)"
+            for image in sorted(recorded.images)
+            if image != here
+        ]
+    if recorded.backend == "docker":
+        try:
+            import docker  # type: ignore[import-untyped]
+
+            client = docker.from_env()
+            missing = []
+            for image in sorted(recorded.images):
+                try:
+                    client.images.get(image)
+                except docker.errors.ImageNotFound:
+                    missing.append(f"image {image}: not present in the Docker engine")
+            return missing
+        except docker.errors.DockerException as exc:
+            return [f"Docker engine unavailable ({exc})"]
+    return [f"backend {recorded.backend!r}: reproduction supports the sim and docker backends"]
+
+
+def rerun(recorded: Plan, into: Path, *, cores: int = 2, timeout_s: float = 3600) -> RunBundle:
+    """Run the workflow in `into` with `snakemake --executor pox` and the recorded backend."""
+    before = {b.run_id for b in list_runs(into)}
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--executor",
+        "pox",
+        "--cores",
+        str(cores),
+        "--snakefile",
+        recorded.snakefile,
+        "--pox-backend",
+        recorded.backend,
+        "--pox-new-run",
+    ]
+    result = subprocess.run(
+        command, cwd=into, env=dict(os.environ), capture_output=True, text=True, timeout=timeout_s
+    )
+    (into / ".pox").mkdir(exist_ok=True)
+    (into / ".pox" / "reproduce.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    new = [b for b in list_runs(into) if b.run_id not in before]
+    if not new:
+        raise PoxError(
+            f"the re-run in {into} recorded no run (snakemake exit {result.returncode}); "
+            f"see {into / '.pox' / 'reproduce.log'}"
+        )
+    return new[-1]
+
+
+def reproduce(
+    target: str, *, workdir: Path, into: Path | None, cores: int = 2
+) -> tuple[RunDiff, Path]:
+    bundle = load_recorded(target, workdir)
+    recorded = plan(bundle)
+    into = into or workdir / f"reproduce-{bundle.run_id}"
+    prepare(recorded, into)
+    new = rerun(recorded, into, cores=cores)
+    graph = build_graph([bundle, new], verify=False)
+    return diff_runs(graph, bundle.run_id, new.run_id), into
