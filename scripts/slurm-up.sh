@@ -53,6 +53,7 @@ if [ ! -f "$CONF" ]; then
     echo "SelectType=select/cons_tres"
     echo "SelectTypeParameters=CR_CPU"
     echo "SchedulerType=sched/backfill"
+    echo "SchedulerParameters=sched_interval=2,bf_interval=5"  # a job left pending waits 2 s, not 60
     echo "AccountingStorageType=accounting_storage/none"
     echo "JobCompType=jobcomp/none"
     echo "JobAcctGatherType=jobacct_gather/none"
