@@ -45,7 +45,7 @@ def _snakemake(cluster: Cluster, workdir: Path, *args: str) -> subprocess.Popen[
     )
 
 
-def _finish(process: subprocess.Popen[str], timeout_s: float = 300) -> str:
+def _finish(process: subprocess.Popen[str], timeout_s: float = 480) -> str:
     output, _ = process.communicate(timeout=timeout_s)
     assert process.returncode == 0, output[-6000:]
     return output
