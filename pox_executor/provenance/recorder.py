@@ -105,6 +105,10 @@ class JobFacts:
     container: str | None
     network: bool
     extra_code: tuple[str, ...] = field(default_factory=tuple)
+    # A `script:` job prepared in the main process (`jobfacts.PreparedScript`): the digest of
+    # the file the job ran (Snakemake's preamble, then the script) and the command that ran it.
+    prepared_script_sha256: str | None = None
+    prepared_command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -494,6 +498,18 @@ class RunRecorder:
                 Resource(
                     name=f"pox:run-block/{facts.rule}",
                     annotations={"pox.kind": KIND_CODE, "snakefile": facts.snakefile},
+                )
+            )
+        if facts.prepared_script_sha256 is not None:
+            code.append(
+                Resource(
+                    name=f"pox:prepared-script/{facts.rule}",
+                    sha256=facts.prepared_script_sha256,
+                    annotations={
+                        "pox.kind": KIND_CODE,
+                        "script": facts.script,
+                        "command": facts.prepared_command,
+                    },
                 )
             )
         for code_name in (facts.script, *facts.extra_code):
