@@ -89,8 +89,9 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
     spawn_all: bool = field(
         default=False,
         metadata={
-            "help": "Run every job through a Snakemake subprocess, plain shell jobs included "
-            "(by default those run their command directly, which saves 1-2 s per job).",
+            "help": "Run every job through a Snakemake subprocess, plain shell and Python "
+            "script jobs included (by default those run directly, as under the local "
+            "executor, which saves 1-3 s per job).",
             "env_var": False,
         },
     )
