@@ -399,7 +399,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         cached = not job.is_group() and uses_output_cache(job)
         direct = None if self.settings.spawn_all else direct_shell_command(job)
         prepared = None
-        if direct is None and not self.settings.spawn_all:
+        if direct is None and not self.settings.spawn_all and self.runtime.name == "sim":
+            # The prepared file runs on this interpreter with this process's search path, which
+            # the sim sandbox shows the job; a container image has its own (docker.py).
             prepared = prepared_python_script(job)
         scripts: list[Path] = []
         if cached or direct is not None or prepared is not None:
