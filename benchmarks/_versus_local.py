@@ -4,10 +4,12 @@ The machine is shared and its load changes by the second, so absolute times mean
 repeat runs every mode back to back (alternating the order between repeats) and the ratio to the
 local executor is taken within the repeat. The summary gives min and median over repeats. Besides
 wall time, the CPU time (user + system) of the whole process tree is measured: it hardly depends
-on how many other programs compete for the cores, so its ratio is the steadier figure. With
-`perf` installed it is perf's `task-clock` of the whole tree, which also counts processes that
-exit inside bubblewrap's PID namespace (`getrusage` of the waited children misses those, so
-PoX's CPU was undercounted); otherwise the rusage of the waited children.
+on how many other programs compete for the cores, so its ratio is the steadier figure. It is
+the rusage of the waited children, which misses processes that end inside bubblewrap's PID
+namespace (PoX's CPU is undercounted). `POX_BENCH_PERF=1` counts perf's `task-clock` over the
+whole tree instead, which sees those too, but perf's inherited counters cost every process
+created: a 120-job PoX run took 2.2x the wall time under perf, so use it for workflows with
+few processes (the example), not for bench_overhead.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Timing(NamedTuple):
     cpu_s: float  # user + system of the process and every descendant it waited for
 
 
-PERF = shutil.which("perf")
+PERF = shutil.which("perf") if os.environ.get("POX_BENCH_PERF") == "1" else None
 CPU_SOURCE = "perf task-clock" if PERF else "rusage of waited children"
 
 
