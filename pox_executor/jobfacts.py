@@ -261,3 +261,126 @@ def direct_shell_command(job: Any) -> DirectShell | None:
         return None
     body = " ".join((shell._get_process_prefix(executable), command, shell._process_suffix)).strip()
     return DirectShell(executable, body, threads_env)
+
+
+@dataclass(frozen=True)
+class PreparedScript:
+    """A Python `script:` job prepared in the main process, as Snakemake's `script()` prepares it.
+
+    `content` is the file Snakemake would write under `.snakemake/scripts/` (its preamble, which
+    carries the pickled `snakemake` object, then the script's source); `filename` the script's
+    own name, which ends the file's name as in Snakemake. The job then runs only the interpreter
+    on that file (`command_for`), as Snakemake's local executor does, instead of a whole
+    Snakemake process re-reading the workflow to write the same file (1-3 s per job).
+    """
+
+    filename: str
+    content: bytes
+    executable: str
+    env: dict[str, str]
+
+    def command_for(self, path: str) -> str:
+        """What `shell()` runs for the script at `path` (relative to the working directory)."""
+        import shlex
+        import sys
+
+        return f"{shlex.quote(sys.executable)} {shlex.quote(path)}"
+
+    def shell_for(self, path: str) -> DirectShell:
+        """The plain shell command that runs the script, formatted as `shell()` wraps it."""
+        from snakemake.shell import shell
+
+        command = self.command_for(path)
+        body = " ".join(
+            (shell._get_process_prefix(self.executable), command, shell._process_suffix)
+        )
+        return DirectShell(self.executable, body.strip(), self.env)
+
+
+def _literal_script(rule: Any) -> bool:
+    """Whether the rule's `script:` path is a string literal, so `rule.script` is what the
+    generated rule function passes to `script()` (see `_literal_shell`)."""
+    code = getattr(getattr(rule, "run_func", None), "__code__", None)
+    return code is not None and any(isinstance(c, str) and c == rule.script for c in code.co_consts)
+
+
+def prepared_python_script(job: Any) -> PreparedScript | None:
+    """Prepare a local Python `script:` job in this process, exactly as `script()` would.
+
+    Returns None (use the Snakemake subprocess) for anything else: group jobs, other script
+    languages, remote scripts, a `script:` that is an expression, notebooks, wrappers, shadow,
+    benchmark, conda, containers, environment modules, handover rules, a custom `shell_exec`,
+    and any failure of Snakemake's own preparation (the subprocess then reports it).
+    """
+    if job.is_group() or getattr(job, "is_norun", False):
+        return None
+    rule = job.rule
+    script = getattr(rule, "script", None)
+    if not script or not isinstance(script, str) or getattr(rule, "is_handover", False):
+        return None
+    if getattr(rule, "shellcmd", None):
+        return None
+    if any(getattr(rule, a, None) for a in ("notebook", "wrapper", "cwl", "template_engine")):
+        return None
+    if job.is_shadow or job.benchmark is not None or job.is_pipe or job.is_service:
+        return None
+    if getattr(job, "conda_env_spec", None) or getattr(job, "container_img_url", None):
+        return None
+    if getattr(job, "env_modules", None) or job.resources.get("shell_exec") is not None:
+        return None
+    if not _literal_script(rule):
+        return None
+    try:
+        return _prepare(job, rule, script)
+    except Exception:
+        return None
+
+
+def _prepare(job: Any, rule: Any, script: str) -> PreparedScript | None:
+    from snakemake.script import PythonScript, get_source
+    from snakemake.shell import shell
+    from snakemake.sourcecache import LocalSourceFile
+
+    workflow = rule.workflow
+    path, source, language, is_local, cache_path = get_source(
+        script, workflow.sourcecache, rule.basedir, job.wildcards, job.params
+    )
+    if language != "python" or not is_local or not isinstance(path, LocalSourceFile):
+        return None
+    # The arguments the generated rule function passes to `script()` under the local executor.
+    config = (getattr(rule.run_func, "__globals__", None) or {}).get("config", workflow.config)
+    prepared = PythonScript(
+        path,
+        cache_path,
+        source,
+        rule.basedir,
+        job.input._plainstrings(),
+        job.output._plainstrings(),
+        job.params,
+        job.wildcards,
+        job.threads,
+        job.resources,
+        job.log._plainstrings(),
+        config,
+        rule.name,
+        None,  # conda_env
+        None,  # conda_base_path
+        None,  # container_img
+        workflow.deployment_settings.apptainer_args,
+        None,  # env_modules
+        None,  # bench_record
+        job.jobid,
+        None,  # bench_iteration
+        workflow.execution_settings.cleanup_scripts,
+        None,  # shadow_dir
+        is_local,
+        workflow.runtime_paths,
+    )
+    content = prepared.get_preamble().encode() + source.encode()
+    executable = shell.get_executable() or "/bin/sh"
+    return PreparedScript(
+        filename=path.get_filename(),
+        content=content,
+        executable=executable,
+        env=dict.fromkeys(_THREAD_ENV, str(job.threads)),
+    )

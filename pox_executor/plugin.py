@@ -8,8 +8,10 @@ a retried job is recorded; a failed attempt is recorded as failed.
 """
 
 import asyncio
+import dataclasses
 import os
 import shlex
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable
@@ -33,10 +35,13 @@ from pox_executor.enclave.runtime import EnclaveRuntime, JobSpec, OutputSpec
 from pox_executor.errors import PoxError
 from pox_executor.jobfacts import (
     DirectShell,
+    PreparedScript,
     direct_shell_command,
     job_facts,
+    prepared_python_script,
     uses_output_cache,
 )
+from pox_executor.primitives import sha256_bytes
 from pox_executor.provenance.bundle import STATUS_FAILED, STATUS_SUCCEEDED
 from pox_executor.provenance.names import EXTERNAL_PREFIX, is_external, record_name
 from pox_executor.provenance.recorder import JobFacts, RunRecorder, discarded_writes_line
@@ -85,8 +90,9 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
     spawn_all: bool = field(
         default=False,
         metadata={
-            "help": "Run every job through a Snakemake subprocess, plain shell jobs included "
-            "(by default those run their command directly, which saves 1-2 s per job).",
+            "help": "Run every job through a Snakemake subprocess, plain shell and Python "
+            "script jobs included (by default those run directly, as under the local "
+            "executor, which saves 1-3 s per job).",
             "env_var": False,
         },
     )
@@ -336,7 +342,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._sources_recorded = True
         names = sorted({record_name(p, self.workdir) for p in self._source_paths()})
         config = dict(getattr(self.workflow, "config", {}) or {})
-        self.recorder.record_sources(names, config)
+        self.recorder.record_sources(names, config, open_now=False)
 
     def _source_paths(self) -> list[Path]:
         """Absolute paths of the workflow's source files (Snakefiles, includes, scripts...)."""
@@ -417,6 +423,27 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         script.write_text(direct.body + "\n", encoding="utf-8")
         return f"exec {executable} {shlex.quote(str(script))}", script
 
+    def _write_prepared(
+        self, prepared: PreparedScript, facts: JobFacts
+    ) -> tuple[DirectShell, JobFacts, Path]:
+        """Write a prepared `script:` job's file where Snakemake writes it (`.snakemake/scripts/`,
+        named `tmp...<script name>`); the shell command that runs it, the job's facts naming the
+        file's digest and that command, and the file."""
+        directory = self.workdir / ".snakemake" / "scripts"
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            suffix="." + prepared.filename, dir=directory, delete=False
+        ) as handle:
+            handle.write(prepared.content)
+        written = Path(handle.name)
+        relative = written.relative_to(self.workdir).as_posix()
+        facts = dataclasses.replace(
+            facts,
+            prepared_script_sha256=sha256_bytes(prepared.content),
+            prepared_command=prepared.command_for(relative),
+        )
+        return prepared.shell_for(relative), facts, written
+
     # -- Snakemake executor API -------------------------------------------------------------
 
     def run_job(self, job: JobExecutorInterface) -> None:
@@ -428,16 +455,26 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         invocation_id = str(uuid.uuid4())
         cached = not job.is_group() and uses_output_cache(job)
         direct = None if self.settings.spawn_all else direct_shell_command(job)
-        script = None
-        if cached or direct is not None:
+        prepared = None
+        if direct is None and not self.settings.spawn_all and self.runtime.name == "sim":
+            # The prepared file runs on this interpreter with this process's search path, which
+            # the sim sandbox shows the job; a container image has its own (docker.py).
+            prepared = prepared_python_script(job)
+        scripts: list[Path] = []
+        if cached or direct is not None or prepared is not None:
             # As Snakemake's local executor does: remove stale outputs, create output dirs.
             self.workflow.async_run(job.prepare())
         if cached and self._fetch_from_cache(job):
             self._running[invocation_id] = _Running(members=facts, future=_done(None))
             self.report_job_submission(SubmittedJobInfo(job=job, external_jobid=invocation_id))
             return
+        if prepared is not None:
+            direct, facts[0], kept = self._write_prepared(prepared, facts[0])
+            if self.workflow.execution_settings.cleanup_scripts:
+                scripts.append(kept)
         if direct is not None:
-            command, script = self._direct_command(direct, invocation_id)
+            command, long_script = self._direct_command(direct, invocation_id)
+            scripts += [long_script] if long_script else []
             env = direct.env
         else:
             command, env = self._spawn_command(job), {}
@@ -463,7 +500,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             env_passthrough=self._env_passthrough(),
             readable=self._readable(facts),
         )
-        future = self._pool.submit(self._execute, facts, spec, script)
+        future = self._pool.submit(self._execute, facts, spec, tuple(scripts))
         self._running[invocation_id] = _Running(
             members=facts, future=future, job=job if cached else None
         )
@@ -489,15 +526,25 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         )
         return True
 
-    def _execute(self, facts: list[JobFacts], spec: JobSpec, script: Path | None) -> str | None:
-        """Worker thread: hash inputs, run isolated, record each member. Returns an error text."""
+    def _execute(
+        self, facts: list[JobFacts], spec: JobSpec, scripts: tuple[Path, ...]
+    ) -> str | None:
+        """Worker thread: hash inputs, run isolated, record each member. Returns an error text.
+
+        `scripts`: files written for the job alone (a long shell command, a prepared script),
+        removed once it ended.
+        """
         if self._dispatcher is not None:  # the node runs, attests and signs it
-            return self._dispatcher.execute(facts, spec, script)
+            try:  # returns once the attempt is recorded: the scripts are no longer needed
+                return self._dispatcher.execute(facts, spec, None)
+            finally:
+                for script in scripts:
+                    script.unlink(missing_ok=True)
         inputs = {f.jobid: self.recorder.hash_inputs(f) for f in facts}
         try:
             outcome = self.runtime.run(spec, self._cancelled)
         finally:
-            if script is not None:
+            for script in scripts:
                 script.unlink(missing_ok=True)
         if outcome.exit_code == 0:
             _create_touch_outputs(facts, self.workdir)

@@ -105,6 +105,10 @@ class JobFacts:
     container: str | None
     network: bool
     extra_code: tuple[str, ...] = field(default_factory=tuple)
+    # A `script:` job prepared in the main process (`jobfacts.PreparedScript`): the digest of
+    # the file the job ran (Snakemake's preamble, then the script) and the command that ran it.
+    prepared_script_sha256: str | None = None
+    prepared_command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,7 @@ class RunRecorder:
         self.counts = {"succeeded": 0, "failed": 0}
         self.opened = False
         self.removed = False
+        self._sources_at: str | None = None  # when the sources were handed over: session start
 
     # -- bundle and session ------------------------------------------------------------------
 
@@ -259,7 +264,7 @@ class RunRecorder:
                 image_digest=self.runtime.image_digest(),
                 enclave_challenge=self.enclave_challenge,
             )
-            started = utc_now()
+            started = self._sources_at or utc_now()
             opening = SessionOpening(
                 run_id=self.run_id,
                 origin=self.bundle.index.origin,
@@ -322,8 +327,17 @@ class RunRecorder:
             self._earlier = index
         return self._earlier
 
-    def record_sources(self, sources: Sequence[str], config: Mapping[str, Any]) -> None:
-        """Hash the workflow sources and config, then open the session (they are part of it)."""
+    def record_sources(
+        self, sources: Sequence[str], config: Mapping[str, Any], *, open_now: bool = True
+    ) -> None:
+        """Hash the workflow sources and config, which the session's opening names, and open
+        the session.
+
+        `open_now=False` (the plugin) appends the opening (the environment's description,
+        evidence, a signature, the bundle's first writes) with the first record instead, on
+        the worker thread of the first job rather than in its way; it still says the session
+        started now, before any job did.
+        """
         existing = sorted({_local(s) for s in sources if _is_regular(self.workdir / _local(s))})
         digests = self.hasher.digest_paths(existing, base=self.workdir)
         self.source_digests = [
@@ -336,7 +350,9 @@ class RunRecorder:
                 {"path": d.path, "sha256": d.sha256} for d in self.source_digests
             ]
             self.bundle.index.config_sha256 = self.config_sha256
-            self._ensure_open()
+            self._sources_at = utc_now()
+            if open_now:
+                self._ensure_open()
 
     # -- records -----------------------------------------------------------------------------
 
@@ -508,6 +524,18 @@ class RunRecorder:
                 Resource(
                     name=f"pox:run-block/{facts.rule}",
                     annotations={"pox.kind": KIND_CODE, "snakefile": facts.snakefile},
+                )
+            )
+        if facts.prepared_script_sha256 is not None:
+            code.append(
+                Resource(
+                    name=f"pox:prepared-script/{facts.rule}",
+                    sha256=facts.prepared_script_sha256,
+                    annotations={
+                        "pox.kind": KIND_CODE,
+                        "script": facts.script,
+                        "command": facts.prepared_command,
+                    },
                 )
             )
         for code_name in (facts.script, *facts.extra_code):

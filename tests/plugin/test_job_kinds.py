@@ -287,7 +287,8 @@ def test_code_entries_name_what_ran(run: Run) -> None:
     assert command["annotations"]["command"] == text
     assert command["digest"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
 
-    (script,) = run.one("count").dependencies("code")
+    prepared, script = run.one("count").dependencies("code")
+    assert prepared["name"] == "pox:prepared-script/count"  # tests/plugin/test_prepared_script.py
     assert script["name"] == "scripts/count.py"
     assert script["digest"]["sha256"] == sha256_of(run.workdir / "scripts" / "count.py")
 

@@ -14,6 +14,7 @@ from recorded import DAG, Step, crash, facts_of, new_recorder, record_run, run_s
 
 from pox_executor.audit.verify import verify_run
 from pox_executor.enclave.runtime import RunOutcome
+from pox_executor.primitives import utc_now
 from pox_executor.provenance import merkle
 from pox_executor.provenance.bundle import RunBundle, list_runs
 from pox_executor.provenance.log import read_log_lines
@@ -187,3 +188,28 @@ def test_a_run_killed_after_its_closing_is_not_resumed(tmp_path: Path) -> None:
     assert not recorder.resumed
     assert RunBundle.load(run.bundle.path).index.status == "succeeded"
     recorder.finish("succeeded", [])
+
+
+def test_a_deferred_opening_comes_first_and_says_when_the_sources_were_handed_over(
+    tmp_path: Path,
+) -> None:
+    """The plugin opens the session with the first record (off the first job's way): the log
+    still starts with the opening, dated before the job ran, and the run verifies."""
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text("# recorded in-process\n")
+    (workdir / "data.txt").write_text("alpha\n")
+    recorder = new_recorder(workdir)
+    recorder.record_sources(["Snakefile"], {}, open_now=False)
+    assert not recorder.opened and not recorder.bundle.attestations_path.exists()
+    handed_over = utc_now()
+    for step in DAG:
+        run_step(recorder, step)
+    recorder.finish("succeeded", [])
+    opening, *jobs, closing = read_entries(recorder.bundle.attestations_path)
+    assert isinstance(opening, SessionOpen) and isinstance(closing, SessionClose)
+    assert [j.rule for j in jobs if isinstance(j, JobRecord)] == ["a", "b", "c"]
+    assert opening.started <= handed_over
+    assert [s.name for s in opening.workflow_sources] == ["Snakefile"]
+    report = verify_run(RunBundle.load(recorder.bundle.path), allow_simulated=True)
+    assert report.ok, [f.render() for f in report.errors]
