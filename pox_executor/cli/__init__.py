@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "pox_executor.cli.images",
     "pox_executor.cli.chain",
     "pox_executor.cli.sms",
+    "pox_executor.cli.dataset",
 )
 
 
