@@ -194,7 +194,8 @@ class SimRuntime:
         """The command line and the variables the sandbox sets (private TMPDIR and HOME)."""
         if not self._isolated:
             tmp = str(sandbox.tmp)
-            return ["sh", "-c", spec.command], {"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+            unisolated = {"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+            return ["sh", "-c", spec.command], {**unisolated, **self._dataset_env(isolated=False)}
         plan_outputs(sandbox, spec.workdir, spec.outputs)
         search_path = os.environ.get("PATH", "")
         argv = sandbox_argv(
@@ -205,7 +206,13 @@ class SimRuntime:
             visible=[*interpreter_paths(), *path_prefixes(search_path), *spec.readable],
         )
         private = {"TMPDIR": PRIVATE_TMP, "TMP": PRIVATE_TMP, "TEMP": PRIVATE_TMP}
-        return argv, {**private, "HOME": job_home()}
+        return argv, {**private, "HOME": job_home(), **self._dataset_env(isolated=True)}
+
+    def _dataset_env(self, *, isolated: bool) -> dict[str, str]:
+        """For confidential datasets (datasets/job.py): the measurement this job presents to the
+        key broker, and (isolated only) /run, a tmpfs private to the job, for plaintext."""
+        env = {"POX_ENCLAVE_MEASUREMENT": self.measurement()}
+        return {**env, "POX_MEMORY_DIR": "/run"} if isolated else env
 
     def _outcome(
         self,

@@ -69,8 +69,16 @@ def test_every_alteration_is_refused() -> None:
         "duplicated chunk": header + chunks[0] + chunks[0] + chunks[1] + chunks[2] + chunks[3],
         "trailing bytes": header + b"".join(chunks) + b"x",
         "cut inside a chunk": header + b"".join(chunks)[:-5],
-        "flipped bit": header + chunks[0] + bytes([chunks[1][0] ^ 1]) + chunks[1][1:] + chunks[2] + chunks[3],
-        "other chunk size in header": header[:8] + (CHUNK + 1).to_bytes(4, "big") + header[12:] + b"".join(chunks),
+        "flipped bit": header
+        + chunks[0]
+        + bytes([chunks[1][0] ^ 1])
+        + chunks[1][1:]
+        + chunks[2]
+        + chunks[3],
+        "other chunk size in header": header[:8]
+        + (CHUNK + 1).to_bytes(4, "big")
+        + header[12:]
+        + b"".join(chunks),
         "no header": b"".join(chunks),
     }
     for name, blob in altered.items():
@@ -103,7 +111,9 @@ def test_iexec_format_matches_iexec_construction() -> None:
     # decrypt independently: IV (16 bytes) then AES-256-CBC, PKCS#7
     decryptor = Cipher(algorithms.AES(key), modes.CBC(blob[:16])).decryptor()
     unpadder = padding.PKCS7(128).unpadder()
-    plain = unpadder.update(decryptor.update(blob[16:]) + decryptor.finalize()) + unpadder.finalize()
+    plain = (
+        unpadder.update(decryptor.update(blob[16:]) + decryptor.finalize()) + unpadder.finalize()
+    )
     assert plain == data
     assert result.checksum == "0x" + hashlib.sha256(blob).hexdigest()
     back = io.BytesIO()

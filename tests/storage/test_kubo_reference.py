@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -82,9 +83,16 @@ def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboLibrary]:
             library = candidate if candidate.is_file() else library
     if library is None:
         missing_tool("Kubo library not installed (pip install kubo-python, in the dev extra)")
-    node = KuboLibrary(library, tmp_path_factory.mktemp("kubo") / "repo")
-    yield node
-    node.close()
+    # the library writes kubo.log into the current directory: keep it out of the checkout
+    folder = tmp_path_factory.mktemp("kubo")
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        node = KuboLibrary(library, folder / "repo")
+        yield node
+        node.close()
+    finally:
+        os.chdir(previous)
 
 
 def test_offline_cids_equal_kubo_add(kubo: KuboLibrary, sample_files: list[Path]) -> None:
