@@ -18,7 +18,7 @@ from pox_executor.chain.profiles import Profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sms"))
 
-from broker_process import BrokerProcess  # noqa: E402
+from broker_process import BrokerProcess
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ def test_enclave_not_in_policy_gets_nothing(
 ) -> None:
     monkeypatch.setenv("POX_ENCLAVE_MEASUREMENT", "sha256:" + "cd" * 32)
     monkeypatch.setenv("POX_MEMORY_DIR", str(tmp_path))
-    with pytest.raises(DatasetAccessDenied, match="refused the key of dataset cohort.vcf"):
+    with pytest.raises(DatasetAccessDenied, match=r"refused the key of dataset cohort\.vcf"):
         with open_dataset(granted["done"].ciphertext, chain_broker.url):
             pytest.fail("a refused enclave got the plaintext")
     assert list(tmp_path.iterdir()) == []
