@@ -31,6 +31,7 @@ venv: $(VENV)/.installed
 contracts-toolchain:
 	@bash scripts/install-node.sh
 	@bash contracts/scripts/setup.sh
+	@bash scripts/ipfs-node/setup.sh
 
 docker:
 	@bash scripts/start-dockerd.sh

@@ -134,6 +134,7 @@ class KuboClient:
             "chunker": f"size-{profile.chunk_size}",
             "pin": str(pin).lower(),
             "quieter": "true",
+            "cid-base": "base32" if profile.cid_version == 1 else "base58btc",
         }
         headers = {
             "Content-Type": f"multipart/form-data; boundary={boundary}",
@@ -170,3 +171,45 @@ class KuboClient:
     def pin_add(self, cid: Cid | str) -> list[str]:
         answer = self._post_json("pin/add", {"arg": str(cid)})
         return [str(pin) for pin in answer.get("Pins", [])]
+
+
+def _dag_import_body(car: Path, boundary: str) -> tuple[bytes, bytes, int]:
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{car.name}"\r\n'
+        "Content-Type: application/vnd.ipld.car\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return head, tail, car.stat().st_size
+
+
+def dag_import(client: KuboClient, car: str | os.PathLike[str]) -> list[str]:
+    """`POST /api/v0/dag/import`: load a CARv1 (e.g. the local store's export) into the node,
+    pinning its roots; returns the root CIDs the node reports."""
+    path = Path(car)
+    boundary = uuid.uuid4().hex
+    head, tail, size = _dag_import_body(path, boundary)
+
+    def body() -> Iterator[bytes]:
+        yield head
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_READ_BYTES):
+                yield chunk
+        yield tail
+
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + size + len(tail)),
+    }
+    connection, response = client._post("dag/import", {"pin-roots": "true"}, body(), headers)
+    try:
+        lines = [line for line in response.read().splitlines() if line.strip()]
+    finally:
+        connection.close()
+    roots = []
+    for line in lines:
+        try:
+            root = json.loads(line).get("Root", {})
+            roots.append(str(root["Cid"]["/"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return roots

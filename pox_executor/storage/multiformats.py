@@ -148,7 +148,9 @@ def parse_cid(text: str) -> Cid:
         return cid_from_bytes(base58btc_decode(text))
     if text.startswith("b") and len(text) > 8:
         return cid_from_bytes(base32_decode(text[1:]))
+    if text.startswith("z") and len(text) > 8:  # CIDv1 in base58btc (js-ipfs prints these)
+        return cid_from_bytes(base58btc_decode(text[1:]))
     raise CidError(
         f"{text!r} is not a CID PoX reads",
-        hint="expected a CIDv0 (Qm..., base58btc) or a CIDv1 in base32 (b...)",
+        hint="expected a CIDv0 (Qm...) or a CIDv1 in base32 (b...) or base58btc (z...)",
     )
