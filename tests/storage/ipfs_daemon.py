@@ -62,7 +62,7 @@ class IpfsDaemon:
         config["Bootstrap"] = []
         config["Discovery"]["MDNS"]["Enabled"] = False
         config_path.write_text(json.dumps(config))
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it for its life
+        log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [*self.argv, "daemon", "--enable-preload=false"],
             env=self.env,
