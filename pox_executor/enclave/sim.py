@@ -50,6 +50,9 @@ from pox_executor.enclave.runtime import JobSpec, RunOutcome
 from pox_executor.primitives import utc_now
 
 
+_POX_PACKAGE = Path(__file__).resolve().parents[1]
+
+
 class SimRuntime:
     """Default backend. `isolate=False` runs jobs directly (recorded as not isolated).
 
@@ -203,7 +206,12 @@ class SimRuntime:
             workdir=spec.workdir,
             sandbox=sandbox,
             network=spec.network,
-            visible=[*interpreter_paths(), *path_prefixes(search_path), *spec.readable],
+            visible=[
+                *interpreter_paths(),
+                *path_prefixes(search_path),
+                *spec.readable,
+                _POX_PACKAGE,  # `pox dataset open` in a job (editable installs live outside)
+            ],
         )
         private = {"TMPDIR": PRIVATE_TMP, "TMP": PRIVATE_TMP, "TEMP": PRIVATE_TMP}
         return argv, {**private, "HOME": job_home(), **self._dataset_env(isolated=True)}

@@ -17,13 +17,14 @@ optional `sink` (a store) as they are made.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pox_executor.errors import UsageError
 from pox_executor.storage.dagpb import UNIXFS_FILE, PBLink, UnixfsData, encode_node, encode_unixfs
-from pox_executor.storage.multiformats import DAG_PB, RAW, Cid, cid_for_block
+from pox_executor.storage.multiformats import DAG_PB, RAW, Cid, cid_for_block, encode_varint
 
 BlockSink = Callable[[Cid, bytes], None]
 
@@ -114,7 +115,7 @@ class FileImporter:
             self._add_leaf(bytes(self._pending))
             self._pending.clear()
         while len(view) > chunk_size:
-            self._add_leaf(bytes(view[:chunk_size]))
+            self._add_leaf(view[:chunk_size])
             view = view[chunk_size:]
         self._pending += view
 
@@ -141,17 +142,23 @@ class FileImporter:
         if self._sink is not None:
             self._sink(cid, block)
 
-    def _add_leaf(self, chunk: bytes) -> None:
+    def _add_leaf(self, chunk: bytes | memoryview) -> None:
+        # Without a sink no block is built: the digest is taken over the parts, so the chunk's
+        # bytes are hashed where they lie (no copy into a protobuf buffer).
+        size = len(chunk)
         if self.profile.raw_leaves:
-            cid = cid_for_block(chunk, version=1, codec=RAW)
-            block = chunk
+            prefix = suffix = b""
+            version, codec = 1, RAW
         else:
-            block = encode_node(
-                (), encode_unixfs(UnixfsData(UNIXFS_FILE, chunk or None, len(chunk)))
-            )
-            cid = cid_for_block(block, version=self.profile.cid_version, codec=DAG_PB)
-        self._emit(cid, block)
-        self._push(0, _Link(cid, len(block), len(chunk)))
+            prefix, suffix = _leaf_framing(size)
+            version, codec = self.profile.cid_version, DAG_PB
+        digest = hashlib.sha256(prefix)
+        digest.update(chunk)
+        digest.update(suffix)
+        cid = Cid(version, codec, digest.digest())
+        if self._sink is not None:
+            self._sink(cid, prefix + bytes(chunk) + suffix)
+        self._push(0, _Link(cid, len(prefix) + size + len(suffix), size))
 
     def _push(self, level: int, link: _Link) -> None:
         while len(self._levels) <= level:
@@ -174,6 +181,18 @@ class FileImporter:
 
 
 _READ_BYTES = 1 << 20
+
+
+def _leaf_framing(size: int) -> tuple[bytes, bytes]:
+    """The bytes before and after a chunk in its dag-pb leaf (`PBNode{Data: UnixFS{File, data,
+    filesize}}`): the same bytes as `encode_node((), encode_unixfs(...))` around the chunk."""
+    if size == 0:
+        return encode_node((), encode_unixfs(UnixfsData(UNIXFS_FILE, None, 0))), b""
+    head = encode_unixfs(UnixfsData(UNIXFS_FILE, None, None))  # type only
+    data_key = b"\x12" + encode_varint(size)
+    tail = b"\x18" + encode_varint(size)
+    unixfs_size = len(head) + len(data_key) + size + len(tail)
+    return b"\x0a" + encode_varint(unixfs_size) + head + data_key, tail
 
 
 def import_chunks(
