@@ -2,7 +2,8 @@
 
     rule r:
         input: **confidential("data/cohort.vcf.pox-enc"), script="scripts/x.py"
-        shell: "pox dataset open {input.dataset} --broker {params.broker} -- python3 {input.script} {{}}"
+        shell: "pox dataset open {input.dataset} --broker {params.broker} -- "
+               "python3 {input.script} {{}}"
 
 It returns the ciphertext (`dataset`) and its manifest (`dataset_manifest`) as named inputs, so
 Snakemake tracks both and PoX records both digests (and, from the manifest, the dataset's

@@ -49,7 +49,6 @@ from pox_executor.enclave.jobprocess import (
 from pox_executor.enclave.runtime import JobSpec, RunOutcome
 from pox_executor.primitives import utc_now
 
-
 _POX_PACKAGE = Path(__file__).resolve().parents[1]
 
 
