@@ -129,3 +129,39 @@ def test_iexec_wrong_key_or_cut_ciphertext_is_refused() -> None:
         decrypt_iexec_stream(io.BytesIO(out.getvalue()[:-3]), io.BytesIO(), key)
     with pytest.raises(DecryptionError, match="no IV"):
         decrypt_iexec_stream(io.BytesIO(b"short"), io.BytesIO(), key)
+
+
+class _Zeros:
+    """A reader of `size` zero bytes that never holds them all (a stand-in for a 10 GB file)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, count: int = -1) -> bytes:
+        count = self.left if count < 0 else min(count, self.left)
+        self.left -= count
+        return bytes(count)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        return len(data)
+
+
+def test_memory_stays_bounded_by_the_chunk_size() -> None:
+    import tracemalloc
+
+    size = 96 << 20
+    tracemalloc.start()
+    try:
+        sink = _Sink()
+        result = encrypt_stream(_Zeros(size), sink, new_key())  # 1 MiB chunks
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.plaintext_bytes == size and sink.count == result.ciphertext_bytes
+    assert peak < 8 << 20, f"peak {peak} bytes for a {size}-byte stream"
