@@ -88,12 +88,13 @@ def register(subparsers: Any) -> None:
     p = commands.add_parser(
         "open",
         help="(in a job) attest, fetch the key, decrypt in memory, run COMMAND",
-        description="COMMAND runs with the plaintext path in place of {} and in $POX_DATASET; "
+        description="Usage: pox dataset open --broker URL CIPHERTEXT -- COMMAND ARGS. "
+        "COMMAND runs with the plaintext path in place of {} and in $POX_DATASET; "
         "the plaintext lives in a private memory-backed directory and is removed afterwards.",
     )
     p.add_argument("ciphertext", type=Path)
     p.add_argument("--broker", required=True, metavar="URL")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS (after CIPHERTEXT)")
     p.set_defaults(handler=_open)
 
     p = commands.add_parser("seal", help="encrypt a result for a beneficiary's RSA public key")
@@ -241,7 +242,9 @@ def _grant(args: argparse.Namespace) -> int:
 def _open(args: argparse.Namespace) -> int:
     from pox_executor.datasets.job import run_with_dataset
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = list(args.command)
+    if command[:1] == ["--"]:  # argparse keeps or drops the separator depending on version
+        command = command[1:]
     return run_with_dataset(args.ciphertext, args.broker, command)
 
 

@@ -2,7 +2,7 @@
 
     rule r:
         input: **confidential("data/cohort.vcf.pox-enc"), script="scripts/x.py"
-        shell: "pox dataset open {input.dataset} --broker {params.broker} -- "
+        shell: "pox dataset open --broker {params.broker} {input.dataset} -- "
                "python3 {input.script} {{}}"
 
 It returns the ciphertext (`dataset`) and its manifest (`dataset_manifest`) as named inputs, so
