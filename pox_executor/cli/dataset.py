@@ -190,8 +190,10 @@ def _chain_client(name: str) -> Any:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from pox_executor.datasets.registry import register_dataset
+    from pox_executor.datasets.manifest import read_manifest
+    from pox_executor.datasets.registry import multiaddr_of, register_dataset
 
+    multiaddr_of(read_manifest(args.manifest))  # a missing or unpushed manifest: before the chain
     manifest = register_dataset(args.manifest, _chain_client(args.chain), role=args.role)
     assert manifest.dataset is not None
     print(f"dataset {manifest.dataset['address']} owned by {manifest.dataset['owner']}")
