@@ -425,7 +425,7 @@ def _report_datasets(report: Report, record: JobRecord) -> None:
         facts = resource.annotations.get("pox.dataset")
         if not isinstance(facts, dict):
             continue
-        role = "sealed result" if resource in record.subjects else "dataset"
+        role = "sealed result" if "sealed_for" in facts else "dataset"
         where = facts.get("address") or "not registered"
         report.note(
             "dataset",

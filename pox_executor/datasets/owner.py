@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,8 @@ def push_dataset(
     car: str | Path | None = None,
 ) -> DatasetManifest:
     """Put the ciphertext into the local store (default) or an IPFS node; the CID must equal
-    the one computed at encryption (same profile), else nothing is recorded."""
+    the one computed at encryption (same profile), else nothing is recorded. The location is
+    added to the manifest, except for a sealed result (its manifest is a run output)."""
     where = Path(manifest_path)
     manifest = read_manifest(where)
     if not manifest.cid:
@@ -179,6 +180,9 @@ def push_dataset(
             f"{ciphertext}: pushed as {result.cid}, but the manifest says {manifest.cid['cid']}",
             hint="the ciphertext changed since `pox dataset encrypt`",
         )
+    if manifest.recipient is not None:
+        # a sealed result's manifest is a run output, recorded in the job's statement: leave it
+        return replace(manifest, locations=[*manifest.locations, location])
     manifest.locations = [loc for loc in manifest.locations if loc != location] + [location]
     write_manifest(where, manifest)
     return manifest
