@@ -34,7 +34,7 @@ def test_version(node: KuboClient) -> None:
 @pytest.mark.parametrize(
     ("profile_name", "size"),
     [
-        ("unixfs-v0-2015", 175 * 262144 + 3),  # two tree levels
+        ("unixfs-v0-2015", 5 * 262144 + 3),
         ("kubo-cidv1", 3 * 262144 + 3),
         ("kubo-cidv1", 100),  # one raw leaf
     ],

@@ -14,10 +14,13 @@ from pox_executor.storage.multiformats import parse_cid
 from pox_executor.storage.unixfs import get_profile, import_bytes
 
 
-@pytest.mark.parametrize("profile_name", ["unixfs-v0-2015", "kubo-cidv1"])
-def test_add_cat_export_import_round_trip(tmp_path: Path, profile_name: str) -> None:
+@pytest.mark.parametrize(
+    ("profile_name", "size"),
+    [("unixfs-v0-2015", 175 * 262144 + 99), ("kubo-cidv1", 3 * 262144 + 99)],  # 2 and 1 levels
+)
+def test_add_cat_export_import_round_trip(tmp_path: Path, profile_name: str, size: int) -> None:
     profile = get_profile(profile_name)
-    data = deterministic_bytes(175 * 262144 + 99, "store")  # two tree levels
+    data = deterministic_bytes(size, "store")
     source = tmp_path / "data.bin"
     source.write_bytes(data)
     store = LocalStore(tmp_path / "store")
