@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -80,15 +81,33 @@ def _read_full(handle: BinaryIO, count: int) -> bytes:
 
 
 class _HashingWriter:
+    """Hashes and writes the ciphertext on one worker thread while the caller encrypts the next
+    chunk (hashlib and file writes release the GIL): at most one chunk in flight, in order."""
+
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
         self.digest = hashlib.sha256()
         self.count = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pox-hash")
+        self._pending: Future[None] | None = None
+
+    def _consume(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.out.write(data)
 
     def write(self, data: bytes) -> None:
-        self.digest.update(data)
         self.count += len(data)
-        self.out.write(data)
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._consume, data)
+
+    def close(self) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.result()
+        finally:
+            self._pending = None
+            self._pool.shutdown(wait=True)
 
     @property
     def checksum(self) -> str:
@@ -106,21 +125,24 @@ def encrypt_stream(
     header = MAGIC + struct.pack(">I", chunk_bytes) + os.urandom(7)
     prefix = header[-7:]
     writer = _HashingWriter(out)
-    writer.write(header)
-    plaintext_bytes = 0
-    index = 0
-    current = _read_full(source, chunk_bytes)
-    while True:
-        following = _read_full(source, chunk_bytes) if len(current) == chunk_bytes else b""
-        last = not following
-        writer.write(aead.encrypt(_nonce(prefix, index, last), current, header))
-        plaintext_bytes += len(current)
-        if last:
-            break
-        index += 1
-        if index >= _MAX_CHUNKS:
-            raise UsageError("file too large for this chunk size (2^32 chunks)")
-        current = following
+    try:
+        writer.write(header)
+        plaintext_bytes = 0
+        index = 0
+        current = _read_full(source, chunk_bytes)
+        while True:
+            following = _read_full(source, chunk_bytes) if len(current) == chunk_bytes else b""
+            last = not following
+            writer.write(aead.encrypt(_nonce(prefix, index, last), current, header))
+            plaintext_bytes += len(current)
+            if last:
+                break
+            index += 1
+            if index >= _MAX_CHUNKS:
+                raise UsageError("file too large for this chunk size (2^32 chunks)")
+            current = following
+    finally:
+        writer.close()
     return CipherResult(POX_FORMAT, writer.checksum, plaintext_bytes, writer.count)
 
 
@@ -185,12 +207,15 @@ def encrypt_iexec_stream(source: BinaryIO, out: BinaryIO, key: bytes) -> CipherR
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     padder = padding.PKCS7(128).padder()
     writer = _HashingWriter(out)
-    writer.write(iv)
-    plaintext_bytes = 0
-    while chunk := source.read(_CBC_READ):
-        plaintext_bytes += len(chunk)
-        writer.write(encryptor.update(padder.update(chunk)))
-    writer.write(encryptor.update(padder.finalize()) + encryptor.finalize())
+    try:
+        writer.write(iv)
+        plaintext_bytes = 0
+        while chunk := source.read(_CBC_READ):
+            plaintext_bytes += len(chunk)
+            writer.write(encryptor.update(padder.update(chunk)))
+        writer.write(encryptor.update(padder.finalize()) + encryptor.finalize())
+    finally:
+        writer.close()
     return CipherResult(IEXEC_FORMAT, writer.checksum, plaintext_bytes, writer.count)
 
 
