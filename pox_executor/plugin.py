@@ -12,7 +12,7 @@ import os
 import shlex
 import threading
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +136,22 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
             "env_var": False,
         },
     )
+    sms: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
+        default=None,
+        metadata={
+            "help": "URL of a PoX key broker (`pox sms serve`): each session's PoCo enclave "
+            "challenge key is made and held there, the host sees only its address. Without it "
+            "the host makes the key (.pox/enclave-keys), and the log says so.",
+            "env_var": True,
+        },
+    )
+    sms_token_file: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
+        default=None,
+        metadata={
+            "help": "File holding the key broker's admin token (default: $POX_SMS_TOKEN).",
+            "env_var": False,
+        },
+    )
 
 
 common_settings = CommonSettings(
@@ -203,6 +219,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 meta=self._run_meta(),
                 resume=not self.settings.new_run,
                 requester=chain_client.accounts.address("requester") if chain_client else None,
+                challenge_source=self._challenge_source(),
             )
             self.chain: ChainRunner | None = self._start_chain(chain_client)
         except PoxError as exc:
@@ -241,6 +258,19 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 "deals": self.settings.deals or "batched",
             },
         }
+
+    def _challenge_source(self) -> Callable[[str], str] | None:
+        """The key broker that holds enclave challenges (--pox-sms), or None: the host does."""
+        if not self.settings.sms:
+            return None
+        from pox_executor.sms.scheduler import BrokerChallengeSource, token_from
+
+        return BrokerChallengeSource(
+            self.settings.sms,
+            token_from(self.settings.sms_token_file),
+            self.workdir,
+            measurement=self.runtime.measurement(),
+        )
 
     def _connect_chain(self) -> "ChainClient | None":
         if (self.settings.chain or "none") == "none":

@@ -59,6 +59,11 @@ def _enclave_key(workdir: Path, address: str | None) -> str:
     try:
         return "0x" + path.read_text(encoding="utf-8").strip()
     except FileNotFoundError as exc:
+        from pox_executor.sms.scheduler import release_challenge_key
+
+        held = release_challenge_key(workdir, Web3.to_checksum_address(address))
+        if held is not None:  # the key broker holds it (--pox-sms): released to attested jobs only
+            return held
         raise SettleError(
             f"{path}: the enclave challenge key is gone; its results cannot be signed"
         ) from exc

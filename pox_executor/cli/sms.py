@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default loopback)"
     )
-    serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--admin-token-file", metavar="FILE", help="file holding the admin token")
     serve.add_argument("--chain-rpc", metavar="URL", help="JSON-RPC URL to read dataset owners")
     serve.add_argument("--dataset-registry", metavar="ADDRESS", help="DatasetRegistry address")
@@ -58,13 +58,24 @@ def register(subparsers: Any) -> None:
     fetch.set_defaults(handler=_fetch)
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
+    return value
+
+
 def _help(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pox_executor.sms.server import BrokerConfig, serve
+    from pox_executor.sms.broker import BrokerConfig
+    from pox_executor.sms.server import serve
 
     if (args.chain_rpc is None) != (args.dataset_registry is None):
         raise UsageError("--chain-rpc and --dataset-registry go together")
@@ -100,7 +111,12 @@ def _fetch(args: argparse.Namespace) -> int:
 
     from pox_executor.enclave.producers import detect_producer
     from pox_executor.sms.client import KbsClient
+    from pox_executor.sms.protocol import KbsProtocolError, check_resource_path
 
+    try:
+        check_resource_path(args.resource)
+    except KbsProtocolError as exc:
+        raise UsageError(str(exc)) from None
     producer = detect_producer(args.producer, measurement=args.measurement)
     client = KbsClient(args.broker_url, producer=producer, task_id=args.task_id)
     if client.simulated:

@@ -17,7 +17,7 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -142,8 +142,12 @@ class RunRecorder:
         meta: dict[str, Any],
         resume: bool = True,
         requester: str | None = None,
+        challenge_source: Callable[[str], str] | None = None,
     ) -> None:
         self.workdir = workdir
+        # With a key broker (--pox-sms): makes the session's enclave challenge there, returns the
+        # address (sms.scheduler.BrokerChallengeSource). None: the host makes it (labelled).
+        self.challenge_source = challenge_source
         self.runtime = runtime
         self.requester = requester
         self._meta = dict(meta)
@@ -237,7 +241,17 @@ class RunRecorder:
                 self.bundle.write_new()
                 self._writer_lock = WriterLock(self.bundle.path)
                 self._writer_lock.try_acquire()
-            self.enclave_challenge = new_enclave_challenge(self.workdir)
+            if self.challenge_source is not None:
+                self.enclave_challenge = self.challenge_source(
+                    session_task_id(self.run_id, self.session_index)
+                )
+            else:
+                self.enclave_challenge = new_enclave_challenge(self.workdir)
+                log.info(
+                    "PoX: enclave challenge %s made on the host (.pox/enclave-keys): no key "
+                    "broker configured (--pox-sms)",
+                    self.enclave_challenge,
+                )
             public_hex = self.key.public_key.hex()
             binding = Binding(
                 nonce=secrets.token_hex(32),

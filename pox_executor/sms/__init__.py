@@ -6,7 +6,9 @@ guests can use it; iExec's SMS semantics sit on top (per-task secp256k1 enclave 
 to the deal deadline, secret uploads signed by the on-chain owner). Modules: `protocol` (names and
 runtime-data binding), `jwe` (flattened JWE both ways), `client` (what jobs call), `policy`
 (resource policies), `store` (secrets encrypted at rest), `challenges` (enclave challenge keys),
-`uploads` (EIP-191 upload authorisation), `server` (the aiohttp service behind `pox sms serve`).
+`uploads` (EIP-191 upload authorisation), `broker` (sessions and shared HTTP helpers), `kbs_api`
+and `pox_api` (the endpoints), `server` (the aiohttp application behind `pox sms serve`), `admin`
+(host-side calls to the PoX API), `scheduler` (broker-held challenges for `--pox-sms`).
 Evidence is verified by `pox_executor.enclave.verifiers`, never here.
 """
 

@@ -95,6 +95,8 @@ def parse_resource_policy(
         )
     if data.get("version", RESOURCE_POLICY_VERSION) != RESOURCE_POLICY_VERSION:
         raise PolicyError(f"{where}: field 'version': expected {RESOURCE_POLICY_VERSION}")
+    if not isinstance(data.get("description", ""), str):
+        raise PolicyError(f"{where}: field 'description': expected a string")
     resources = data.get("resources")
     if (
         not isinstance(resources, list)

@@ -124,7 +124,7 @@ def runtime_data_digest(runtime_data: Mapping[str, Any], algorithm: str) -> byte
         raise KbsProtocolError(f"unsupported hash algorithm {algorithm!r}") from None
     try:
         canonical = rfc8785.dumps(dict(runtime_data))
-    except (TypeError, ValueError, rfc8785.CanonicalizationError) as exc:
+    except (TypeError, ValueError, RecursionError, rfc8785.CanonicalizationError) as exc:
         raise KbsProtocolError(f"runtime-data cannot be canonicalised (RFC 8785): {exc}") from exc
     digest = hasher(canonical).digest()
     return digest.ljust(REPORT_DATA_SIZE, b"\0")[:REPORT_DATA_SIZE]

@@ -68,11 +68,12 @@ class DatasetOwners:
             address=Web3.to_checksum_address(self.registry),
             abi=load_artifact("DatasetRegistry").abi,
         )
+        entry = Web3.to_checksum_address(dataset)
         try:
-            owner = contract.functions.ownerOfEntry(Web3.to_checksum_address(dataset)).call()
-        except Exception as exc:  # a revert (unregistered) or an unreachable node
-            if "revert" in type(exc).__name__.lower() or "revert" in str(exc).lower():
+            if not contract.functions.isRegistered(entry).call():
                 return None
+            owner = contract.functions.ownerOfEntry(entry).call()
+        except Exception as exc:  # web3 raises many types for an unreachable or wrong node
             raise PoxError(f"cannot read DatasetRegistry at {self.registry}: {exc}") from exc
         return str(owner)
 

@@ -33,7 +33,7 @@ class BrokerProcess:
     def start(self) -> None:
         ready = self.state_dir.parent / f"{self.state_dir.name}.ready"
         ready.unlink(missing_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it for its life
+        log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [
                 sys.executable,
