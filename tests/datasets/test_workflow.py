@@ -104,6 +104,14 @@ def test_granted_enclave_runs_and_its_statement_names_the_dataset(
     assert facts["cid"] == manifest["cid"]["cid"]
     sealed = next(s for s in job.statement["subject"] if s["name"].endswith(".pox-enc"))
     assert sealed["annotations"]["pox.dataset"]["sealed_for"]["alg"] == "RSA-OAEP-256"
+    # the executor published the sealed result to the run's content store under that CID
+    from pox_executor.storage.localstore import LocalStore
+    from pox_executor.storage.multiformats import parse_cid
+
+    stored = LocalStore(run / ".pox" / "store").cat(
+        parse_cid(sealed["annotations"]["pox.dataset"]["cid"])
+    )
+    assert b"".join(stored) == (run / "results" / "allele_freqs.tsv.pox-enc").read_bytes()
     # the sample ids are in the plaintext header only: nowhere in the run folder
     assert _files_with(run, b"P001") == []
     verify = subprocess.run(

@@ -81,7 +81,8 @@ broker: "$broker"
 dataset: "data/cohort.vcf.pox-enc"
 requester_key: "keys/requester.pub.pem"
 YAML
-(cd "$run" && snakemake --executor pox --pox-backend sim --pox-chain local --cores 2 --quiet rules)
+(cd "$run" && snakemake --executor pox --pox-backend sim --pox-chain local --cores 2 --quiet rules \
+  ${POX_IPFS:+--pox-ipfs "$POX_IPFS"})
 
 echo "== the sealed result: push it, verify the run"
 if [[ -n "${POX_IPFS:-}" ]]; then
