@@ -19,7 +19,7 @@ from pathlib import Path
 from ci_mode import missing_tool
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "scripts" / "ipfs-node" / "node_modules"
-STARTUP_TIMEOUT_S = 90.0
+STARTUP_TIMEOUT_S = 300.0  # node loads ~500 MB of modules; slow on a loaded machine
 
 
 def _free_port() -> int:
@@ -47,7 +47,7 @@ class IpfsDaemon:
             env=self.env,
             check=True,
             capture_output=True,
-            timeout=120,
+            timeout=STARTUP_TIMEOUT_S,
         )
         config_path = self.repo / "config"
         config = json.loads(config_path.read_text())
