@@ -10,7 +10,8 @@ DEMO_CORES ?= 2
 export PATH := $(CURDIR)/.tools/node/node_modules/.bin:$(PATH)
 
 .PHONY: setup system-packages venv contracts-toolchain docker demo test lint typecheck \
-        test-contracts test-python test-package bench contracts clean compat slurm-up slurm-down
+        demo-confidential slurm-up slurm-down \
+        test-contracts test-python test-package bench contracts clean compat
 
 setup: system-packages venv contracts-toolchain docker
 
@@ -31,6 +32,7 @@ venv: $(VENV)/.installed
 contracts-toolchain:
 	@bash scripts/install-node.sh
 	@bash contracts/scripts/setup.sh
+	@bash scripts/ipfs-node/setup.sh
 
 docker:
 	@bash scripts/start-dockerd.sh
@@ -44,6 +46,11 @@ demo: setup
 	cd $(DEMO_DIR) && ../../$(BIN)/pox verify --allow-simulated
 	cd $(DEMO_DIR) && ../../$(BIN)/pox show | head -n 40
 	@echo "== the local devnet keeps running; stop it with: $(BIN)/pox chain down"
+
+# Confidential datasets end to end (workflows/confidential-cohort/demo.sh): devnet, key broker and
+# store in a scratch folder, all stopped afterwards.
+demo-confidential: setup
+	@bash workflows/confidential-cohort/demo.sh
 
 lint:
 	$(BIN)/ruff check pox_executor snakemake_executor_plugin_pox tests benchmarks

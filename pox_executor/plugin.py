@@ -145,6 +145,15 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
             "env_var": False,
         },
     )
+    ipfs: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
+        default=None,
+        metadata={
+            "help": "IPFS node (Kubo RPC API URL, e.g. http://127.0.0.1:5001) that receives the "
+            "run's sealed results (`pox dataset seal`); by default they go to the local "
+            "content store .pox/store.",
+            "env_var": True,
+        },
+    )
     chain_timeout: int = field(
         default=30,
         metadata={
@@ -646,8 +655,23 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             f"root {self.recorder.log.root().hex()[:16]}...; verify with "
             f"`pox verify {self.recorder.run_id}`"
         )
+        self._publish_sealed_results()
         if self.chain is not None:
             self.chain.finish()
+
+    def _publish_sealed_results(self) -> None:
+        from pox_executor.datasets.publish import publish_sealed_results
+
+        try:
+            published = publish_sealed_results(
+                self.workdir, self.recorder.producers, ipfs_url=self.settings.ipfs
+            )
+        except PoxError as exc:
+            self.logger.warning(f"PoX: sealed results not published: {exc}")
+            return
+        target = self.settings.ipfs or ".pox/store"
+        for manifest_path, cid in published:
+            self.logger.info(f"PoX: sealed result {manifest_path.name[:-5]} -> {cid} ({target})")
 
 
 _STATUS_CHECK_MAX_WAIT_S = 1.0

@@ -425,6 +425,7 @@ def _job(walk: _Walk, record: JobRecord, session: _Session, *, signer: PublicKey
             check_record_name(resource.name, where=record.where)
         except VerificationError as exc:
             report.error("names", str(exc), record.where)
+    _report_datasets(report, record)
     if record.status == "succeeded" and record.missing_outputs:
         report.error("status", "a succeeded attempt lists missing outputs", record.where)
     checked = check_evidence(
@@ -450,6 +451,30 @@ def _job(walk: _Walk, record: JobRecord, session: _Session, *, signer: PublicKey
     if not record.isolated:
         walk.not_isolated += 1
     walk.records.append(record)
+
+
+def _report_datasets(report: Report, record: JobRecord) -> None:
+    """Confidential datasets read and sealed results written (datasets/provenance.py): shown,
+    and their recorded checksum must be the digest of the file the statement names."""
+    for resource in (*record.dependencies_of_kind(KIND_INPUT), *record.subjects):
+        facts = resource.annotations.get("pox.dataset")
+        if not isinstance(facts, dict):
+            continue
+        role = "sealed result" if "sealed_for" in facts else "dataset"
+        where = facts.get("address") or "not registered"
+        report.note(
+            "dataset",
+            f"{role} {resource.name}: address {where}, checksum {facts.get('checksum')}, "
+            f"CID {facts.get('cid')} ({facts.get('cid_profile')})",
+            record.where,
+        )
+        if facts.get("checksum") != f"0x{resource.sha256}":
+            report.error(
+                "dataset",
+                f"{resource.name}: recorded checksum {facts.get('checksum')} is not the file's "
+                f"digest 0x{resource.sha256}",
+                record.where,
+            )
 
 
 def _report_evidence(walk: _Walk, checked: EvidenceCheck, check: str, where: str) -> None:

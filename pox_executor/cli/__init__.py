@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "pox_executor.cli.audit",
     "pox_executor.cli.sms",
     "pox_executor.cli.jobstep",
+    "pox_executor.cli.dataset",
 )
 
 

@@ -50,6 +50,8 @@ from pox_executor.enclave.jobprocess import (
 from pox_executor.enclave.runtime import JobSpec, RunOutcome
 from pox_executor.primitives import utc_now
 
+_POX_PACKAGE = Path(__file__).resolve().parents[1]
+
 
 class SimRuntime:
     """Default backend. `isolate=False` runs jobs directly (recorded as not isolated).
@@ -216,7 +218,8 @@ class SimRuntime:
         """The command line and the variables the sandbox sets (private TMPDIR and HOME)."""
         if not self._isolated:
             tmp = str(sandbox.tmp)
-            return ["sh", "-c", spec.command], {"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+            unisolated = {"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+            return ["sh", "-c", spec.command], {**unisolated, **self._dataset_env(isolated=False)}
         plan_outputs(sandbox, spec.workdir, spec.outputs)
         search_path = os.environ.get("PATH", "")
         argv = sandbox_argv(
@@ -224,10 +227,21 @@ class SimRuntime:
             workdir=spec.workdir,
             sandbox=sandbox,
             network=spec.network,
-            visible=[*interpreter_paths(), *path_prefixes(search_path), *spec.readable],
+            visible=[
+                *interpreter_paths(),
+                *path_prefixes(search_path),
+                *spec.readable,
+                _POX_PACKAGE,  # `pox dataset open` in a job (editable installs live outside)
+            ],
         )
         private = {"TMPDIR": PRIVATE_TMP, "TMP": PRIVATE_TMP, "TEMP": PRIVATE_TMP}
-        return argv, {**private, "HOME": job_home()}
+        return argv, {**private, "HOME": job_home(), **self._dataset_env(isolated=True)}
+
+    def _dataset_env(self, *, isolated: bool) -> dict[str, str]:
+        """For confidential datasets (datasets/job.py): the measurement this job presents to the
+        key broker, and (isolated only) /run, a tmpfs private to the job, for plaintext."""
+        env = {"POX_ENCLAVE_MEASUREMENT": self.measurement()}
+        return {**env, "POX_MEMORY_DIR": "/run"} if isolated else env
 
     def _outcome(
         self,

@@ -25,6 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from pox_executor.datasets.provenance import dataset_annotations
 from pox_executor.enclave.runtime import EnclaveRuntime, RunOutcome
 from pox_executor.errors import PoxError
 from pox_executor.primitives import sha256_bytes, utc_now
@@ -394,7 +395,10 @@ class RunRecorder:
             Resource(
                 name=record_name(d.path, self.workdir),
                 sha256=d.sha256,
-                annotations=_output_annotations(flags[d.path], d),
+                annotations={
+                    **_output_annotations(flags[d.path], d),
+                    **dataset_annotations(self.workdir, d.path, d.sha256),
+                },
             )
             for d in output_digests
         ]
@@ -492,6 +496,7 @@ class RunRecorder:
                     annotations["pox.producer"]["directory"] = directory
                 if producer.run_id == self.run_id:
                     parents[producer.envelope] = producer
+            annotations.update(dataset_annotations(self.workdir, d.path, d.sha256))
             deps.append(Resource(name=d.path, sha256=d.sha256, annotations=annotations))
         for envelope in sorted(parents):
             deps.append(
