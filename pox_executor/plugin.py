@@ -44,6 +44,7 @@ from pox_executor.provenance.recorder import JobFacts, RunRecorder, discarded_wr
 if TYPE_CHECKING:
     from pox_executor.chain.client import ChainClient
     from pox_executor.chain.runner import ChainRunner
+    from pox_executor.dispatch.slurm import SlurmDispatcher
 
 
 @dataclass
@@ -128,6 +129,16 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
             "env_var": False,
         },
     )
+    dispatch: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
+        default=None,
+        metadata={
+            "help": "Hand each job to a cluster engine instead of running it here: 'slurm' "
+            "(sbatch; on the node `pox jobstep` runs it in --pox-backend and signs its "
+            "statement; see docs/slurm.md). The working directory must be on a filesystem "
+            "the nodes share.",
+            "env_var": False,
+        },
+    )
     chain_timeout: int = field(
         default=30,
         metadata={
@@ -205,6 +216,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 requester=chain_client.accounts.address("requester") if chain_client else None,
             )
             self.chain: ChainRunner | None = self._start_chain(chain_client)
+            self._dispatcher = self._open_dispatcher()
         except PoxError as exc:
             raise WorkflowError(exc.diagnostics()) from exc
         if not self.runtime.isolated:
@@ -239,8 +251,23 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 "new_run": self.settings.new_run,
                 "chain": self.settings.chain or "none",
                 "deals": self.settings.deals or "batched",
+                **({"dispatch": self.settings.dispatch} if self.settings.dispatch else {}),
             },
         }
+
+    def _open_dispatcher(self) -> "SlurmDispatcher | None":
+        """The cluster dispatcher (`--pox-dispatch`), which then runs every job: docs/slurm.md."""
+        if not self.settings.dispatch:
+            return None
+        from pox_executor.dispatch.slurm import DispatchOptions, open_dispatcher
+
+        options = DispatchOptions(
+            backend=self.settings.backend,
+            isolate=not self.settings.no_isolation,
+            default_image=self.settings.default_image,
+            shared_home=self.settings.shared_home,
+        )
+        return open_dispatcher(self.settings.dispatch, self.recorder, options, logger=self.logger)
 
     def _connect_chain(self) -> "ChainClient | None":
         if (self.settings.chain or "none") == "none":
@@ -434,6 +461,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
 
     def _execute(self, facts: list[JobFacts], spec: JobSpec, script: Path | None) -> str | None:
         """Worker thread: hash inputs, run isolated, record each member. Returns an error text."""
+        if self._dispatcher is not None:  # the node runs, attests and signs it
+            return self._dispatcher.execute(facts, spec, script)
         inputs = {f.jobid: self.recorder.hash_inputs(f) for f in facts}
         try:
             outcome = self.runtime.run(spec, self._cancelled)
@@ -518,6 +547,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         self._cancelled.set()
         self.runtime.cancel_all()
+        if self._dispatcher is not None:
+            self._dispatcher.cancel_all()
 
     def shutdown(self) -> None:
         with self.lock:
@@ -525,6 +556,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._job_finished.set()
         super().shutdown()
         self._pool.shutdown(wait=True)
+        if self._dispatcher is not None:
+            self._dispatcher.close()
         failed = bool(self._failed_jobids) or self._cancelled.is_set()
         status = STATUS_FAILED if failed else STATUS_SUCCEEDED
         self.recorder.finish(status, self._edges)

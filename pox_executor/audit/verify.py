@@ -9,7 +9,9 @@ the log's signed entries (see `provenance/records.py`). Checks, each named in it
 - `run-id`: every entry names the same run as the first opening, and so do run.json, the bundle
   directory and the checkpoint's origin; `requester`: every session names the same requester;
 - `signer`: every job record and closing is signed by the key of the latest session opened
-  before it; `task-id`: a record's binding task id is the one computed from run/jobid/attempt;
+  before it, except that in a session whose signed settings name a dispatch (`--pox-dispatch`)
+  a job record may instead be signed by a node key its own evidence binds (docs/slurm.md);
+  `task-id`: a record's binding task id is the one computed from run/jobid/attempt;
 - `evidence`, `session-evidence`, `measurement`: TEE evidence under the policy (`--policy`),
   and the measurement equal to the one the builder id names (accepted measurements are listed);
 - `checkpoint`, `merkle-root`, `log`, `duplicate`: the signed checkpoint covers the whole log;
@@ -235,8 +237,11 @@ def _entry(walk: _Walk, line: bytes, line_no: int, lines: list[bytes]) -> None:
             where,
         )
         return
+    trusted = {session.key.keyid: session.key}
+    if isinstance(entry, JobRecord):
+        trusted.update(_node_keys(session, entry))
     try:
-        verify_envelope(envelope, {session.key.keyid: session.key})
+        verify_envelope(envelope, trusted)
     except VerificationError as exc:
         report.error(*_explain_signer(exc, envelope, walk), entry.where)
         return
@@ -248,7 +253,37 @@ def _entry(walk: _Walk, line: bytes, line_no: int, lines: list[bytes]) -> None:
     if isinstance(entry, SessionClose):
         _session_close(walk, entry, line_no)
         return
-    _job(walk, entry, session)
+    _job(walk, entry, session, signer=_signer_of(envelope, trusted, session))
+
+
+def _node_keys(session: _Session, record: JobRecord) -> dict[str, PublicKey]:
+    """Keys a dispatched job's node may sign with: in a session whose signed settings name a
+    dispatch (`--pox-dispatch`), the keys the record's own evidence binds (checked in `_job`)."""
+    if not session.open.settings.get("dispatch"):
+        return {}
+    keys = {}
+    for text in record.binding.public_keys:
+        try:
+            key = PublicKey.from_hex(text)
+        except PoxError:
+            continue
+        keys[key.keyid] = key
+    return keys
+
+
+def _signer_of(
+    envelope: Mapping[str, Any], trusted: Mapping[str, PublicKey], session: _Session
+) -> PublicKey:
+    """The trusted key that signed (the session key when it did)."""
+    signatures = envelope.get("signatures")
+    keyids = (
+        {str(s.get("keyid")) for s in signatures or [] if isinstance(s, Mapping)}
+        if isinstance(signatures, list)
+        else set()
+    )
+    if session.key.keyid in keyids:
+        return session.key
+    return next((trusted[k] for k in sorted(keyids) if k in trusted), session.key)
 
 
 def _explain_signer(
@@ -375,7 +410,7 @@ def _session_close(walk: _Walk, entry: SessionClose, line_no: int) -> None:
     walk.close = entry
 
 
-def _job(walk: _Walk, record: JobRecord, session: _Session) -> None:
+def _job(walk: _Walk, record: JobRecord, session: _Session, *, signer: PublicKey) -> None:
     report = walk.report
     expected_task = job_task_id(record.run_id, record.jobid, record.attempt)
     if record.task_id != expected_task:
@@ -395,7 +430,7 @@ def _job(walk: _Walk, record: JobRecord, session: _Session) -> None:
     checked = check_evidence(
         record.evidence,
         record.binding,
-        signer_public_hex=session.key.hex(),
+        signer_public_hex=signer.hex(),
         allow_simulated=True,  # judged once for the whole run, see verify_run
         attested_at=record.finished_on,
         policy=walk.policy,

@@ -540,6 +540,21 @@ class RunRecorder:
             )
         return env
 
+    def append_collected(self, line: bytes, record: JobRecord) -> tuple[int, str]:
+        """Append a job record signed elsewhere (a dispatched job's node, `dispatch.collector`
+        checked it), counting its attempt and its outputs as producers like `record` does."""
+        self._ensure_open()
+        index, digest = self.log.append(line)
+        with self._lock:
+            self.counts["succeeded" if record.succeeded else "failed"] += 1
+            if record.succeeded:
+                byproducts = record.statement["predicate"]["runDetails"]["byproducts"]
+                logs = {b.get("name") for b in byproducts if b.get("mediaType") == LOG_MEDIA_TYPE}
+                for subject in record.subjects:
+                    if subject.sha256 is not None and subject.name not in logs:
+                        self.producers[subject.name] = Producer(self.run_id, digest, subject.sha256)
+        return index, digest
+
     # -- end of run --------------------------------------------------------------------------
 
     def finish(self, status: str, dag_edges: Sequence[Mapping[str, Any]]) -> None:

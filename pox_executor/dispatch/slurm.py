@@ -1,0 +1,461 @@
+"""`--pox-dispatch slurm`: each job is a SLURM batch job running `pox jobstep` on a node.
+
+Follows snakemake-executor-plugin-slurm's conventions: `sbatch --parsable` with the run id as
+job name, its resource names (`slurm_partition`, `slurm_account`, `runtime` in minutes, `mem_mb`,
+`mem_mb_per_cpu`, `cpus_per_task` or the rule's threads, `constraint`, `qos`, `nodes`,
+`slurm_extra`), status polling with `sacct` and, where accounting storage is disabled (no
+slurmdbd), with `squeue` then `scontrol show job` for jobs squeue no longer lists, and `scancel`
+to cancel. The working directory must be on a filesystem the nodes share with the head.
+
+The head writes a job ticket per attempt, submits it, and waits until either the collector has
+the attempt's signed statement (posted over HTTP by the node) or SLURM says the job ended; then
+it collects the spooled copy if HTTP did not deliver it. A job that ended without leaving a
+statement (killed with SIGKILL, node lost, never started) is recorded by the head, with its
+session key, as a failed attempt naming the SLURM state, so Snakemake's retry starts a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shlex
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pox_executor.dispatch.collector import Collector, CollectorServer, SubmissionRejected
+from pox_executor.dispatch.protocol import Ticket, read_spool, remove_quietly, write_ticket
+from pox_executor.enclave.runtime import JobSpec, RunOutcome
+from pox_executor.errors import PoxError, UsageError
+from pox_executor.primitives import utc_now
+from pox_executor.provenance.names import record_name
+from pox_executor.provenance.recorder import JobFacts, Producer, RunRecorder
+from pox_executor.provenance.records import JobRecord, job_task_id
+
+log = logging.getLogger(__name__)
+
+# SLURM job states after which the job runs no more (squeue/sacct long names).
+FINISHED_STATES = frozenset(
+    {
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "TIMEOUT",
+        "REVOKED",
+        "SPECIAL_EXIT",
+        "PURGED",
+    }
+)
+PURGED = "PURGED"  # our name for a job slurmctld no longer knows
+
+
+class SlurmError(PoxError):
+    """sbatch, squeue or scontrol failed (the message quotes SLURM's own error)."""
+
+
+@dataclass(frozen=True)
+class DispatchOptions:
+    """What every ticket of the run carries (the executor's backend settings)."""
+
+    backend: str
+    isolate: bool
+    default_image: str | None
+    shared_home: bool
+    collector_host: str = "127.0.0.1"
+    poll_interval_s: float = 1.0
+    python: str = field(default_factory=lambda: sys.executable)
+    sbatch_extra: tuple[str, ...] = ()
+
+
+@dataclass
+class _Waiting:
+    slurm_id: str
+    ticket: Ticket
+    done: threading.Event = field(default_factory=threading.Event)
+    state: str | None = None  # the finished SLURM state, once seen
+    node: str = ""
+
+
+def sbatch_arguments(
+    facts: Sequence[JobFacts], spec: JobSpec, *, job_name: str, output: Path
+) -> list[str]:
+    """sbatch options for a job, from its resources, as the SLURM executor plugin names them."""
+    resources: dict[str, Any] = {}
+    for f in facts:  # a group's members: the first that sets a resource wins
+        for name, value in f.resources.items():
+            resources.setdefault(name, value)
+    args = [
+        "--parsable",
+        "--job-name",
+        job_name,
+        "--output",
+        str(output),
+        "--export=ALL",
+        "--chdir",
+        str(spec.workdir),
+    ]
+    named = {
+        "slurm_partition": "--partition",
+        "slurm_account": "--account",
+        "constraint": "--constraint",
+        "qos": "--qos",
+    }
+    for resource, option in named.items():
+        if resources.get(resource) not in (None, ""):
+            args += [option, str(resources[resource])]
+    runtime = resources.get("runtime")
+    if isinstance(runtime, int | float) and runtime > 0:
+        args += ["--time", str(int(runtime))]
+    if resources.get("mem_mb_per_cpu"):
+        args += ["--mem-per-cpu", str(int(resources["mem_mb_per_cpu"]))]
+    elif spec.mem_mb:
+        args += ["--mem", str(int(spec.mem_mb))]
+    cpus = resources.get("cpus_per_task") or spec.threads
+    args += ["--cpus-per-task", str(max(1, int(cpus)))]
+    nodes = resources.get("nodes")
+    if isinstance(nodes, int) and not isinstance(nodes, bool) and nodes >= 1:
+        args += [f"--nodes={nodes}"]
+    extra = resources.get("slurm_extra")
+    if isinstance(extra, str) and extra.strip():
+        args += shlex.split(extra)
+    return args
+
+
+class SlurmDispatcher:
+    """Runs a run's jobs as SLURM batch jobs and collects their node-signed statements."""
+
+    def __init__(
+        self, recorder: RunRecorder, options: DispatchOptions, *, logger: Any = None
+    ) -> None:
+        for tool in ("sbatch", "squeue", "scontrol", "scancel"):
+            if _which(tool) is None:
+                raise UsageError(
+                    f"--pox-dispatch slurm needs the SLURM command {tool!r}, not found on PATH",
+                    hint="run on a SLURM login node (or start the test cluster: make slurm-up)",
+                )
+        self.recorder = recorder
+        self.options = options
+        self.logger = logger or log
+        self.workdir = recorder.workdir
+        self.directory = self.workdir / ".pox" / "dispatch" / recorder.run_id
+        self.tickets_dir = self.directory / "tickets"
+        self.spool_dir = self.directory / "spool"
+        self.slurm_logs = self.directory / "slurm"
+        for d in (self.tickets_dir, self.spool_dir, self.slurm_logs):
+            d.mkdir(parents=True, exist_ok=True)
+        self.collector = Collector(
+            recorder.run_id,
+            recorder.append_collected,
+            workdir=self.workdir,
+            allow_simulated=True,  # judged by `pox verify` for the whole run, as for local jobs
+            require_expected=True,
+            known_digests=recorder.log.envelope_digests(),
+            on_collected=self._collected,
+        )
+        self._token = secrets.token_urlsafe(32)
+        self.server = CollectorServer(self.collector, self._token, host=options.collector_host)
+        self._lock = threading.Lock()
+        self._records: dict[int, JobRecord] = {}  # log index -> collected record
+        self._waiting: dict[str, _Waiting] = {}  # by submission id
+        self._stop = threading.Event()
+        self._use_sacct: bool | None = None
+        self._poller = threading.Thread(target=self._poll_loop, name="pox-slurm-poll", daemon=True)
+        self._poller.start()
+
+    # -- one job -------------------------------------------------------------------------------
+
+    def execute(self, facts: Sequence[JobFacts], spec: JobSpec, script: Path | None) -> str | None:
+        """Submit the job, wait for its statement, return an error text (None: succeeded).
+
+        Called on the executor's worker thread; blocks until the attempt is recorded.
+        """
+        ticket = self._ticket(facts, spec, script)
+        path = self.tickets_dir / f"{ticket.submission_id}.json"
+        write_ticket(path, ticket)
+        run_id = self.recorder.run_id
+        self.collector.expect(
+            ticket.submission_id, (job_task_id(run_id, f.jobid, f.attempt) for f in facts)
+        )
+        command = [
+            "sbatch",
+            *sbatch_arguments(
+                facts,
+                spec,
+                job_name=self.recorder.run_id,
+                output=self.slurm_logs / f"{ticket.submission_id}.log",
+            ),
+            *self.options.sbatch_extra,
+            "--wrap",
+            shlex.join([self.options.python, "-m", "pox_executor.cli", "jobstep", str(path)]),
+        ]
+        slurm_id = _run(command).strip().split(";")[0]
+        waiting = _Waiting(slurm_id=slurm_id, ticket=ticket)
+        with self._lock:
+            self._waiting[ticket.submission_id] = waiting
+        if self.collector.receipt(ticket.submission_id) is not None:
+            waiting.done.set()  # delivered before we started waiting
+        waiting.done.wait()
+        with self._lock:
+            self._waiting.pop(ticket.submission_id, None)
+        try:
+            return self._outcome(waiting, facts, spec)
+        finally:
+            remove_quietly(path)
+
+    def _ticket(self, facts: Sequence[JobFacts], spec: JobSpec, script: Path | None) -> Ticket:
+        rec = self.recorder
+        return Ticket(
+            run_id=rec.run_id,
+            members=tuple(facts),
+            spec=spec,
+            backend=self.options.backend,
+            isolate=self.options.isolate,
+            default_image=self.options.default_image,
+            shared_home=self.options.shared_home,
+            enclave_challenge=rec.enclave_challenge,
+            sources=tuple(rec.source_digests),
+            producers=_producers_for(rec, facts),
+            spool_dir=self.spool_dir,
+            collector_url=self.server.url,
+            collector_token=self._token,
+            script=script,
+        )
+
+    def _outcome(self, waiting: _Waiting, facts: Sequence[JobFacts], spec: JobSpec) -> str | None:
+        sid = waiting.ticket.submission_id
+        receipt = self.collector.receipt(sid)
+        if receipt is None:
+            receipt = self._collect_spooled(sid)
+        if receipt is None:
+            self._record_lost(waiting, facts, spec)
+            return (
+                f"SLURM job {waiting.slurm_id} ended {waiting.state or 'UNKNOWN'} without a "
+                f"signed statement (recorded as a failed attempt); SLURM log: "
+                f"{self.slurm_logs / (sid + '.log')}\n"
+            )
+        records = [self._record_at(i) for i in receipt.indices]
+        failed = [r for r in records if r is None or not r.succeeded]
+        if failed:
+            exit_codes = {r.exit_code for r in records if r is not None}
+            return (
+                f"exit code {', '.join(map(str, sorted(exit_codes)))} on SLURM job "
+                f"{waiting.slurm_id}; job log: {spec.log_path}\n"
+            )
+        return None
+
+    def _record_at(self, index: int) -> JobRecord | None:
+        with self._lock:
+            return self._records.get(index)
+
+    def _collect_spooled(self, sid: str) -> Any:
+        try:
+            submission = read_spool(self.spool_dir, sid)
+        except PoxError as exc:
+            self.logger.warning(f"PoX: unreadable spooled statement of {sid}: {exc}")
+            return None
+        if submission is None:
+            return None
+        try:
+            return self.collector.submit(submission)
+        except SubmissionRejected as exc:
+            self.logger.warning(f"PoX: the spooled statement of {sid} was refused: {exc}")
+            return None
+
+    def _record_lost(self, waiting: _Waiting, facts: Sequence[JobFacts], spec: JobSpec) -> None:
+        """The head records an attempt whose node left no statement: failed, saying why."""
+        now = utc_now()
+        note = (
+            f"SLURM job {waiting.slurm_id} ended {waiting.state or 'UNKNOWN'}"
+            f"{' on ' + waiting.node if waiting.node else ''} before its jobstep delivered a "
+            "signed statement: recorded by the head, nothing of the job's outputs is attested"
+        )
+        outcome = RunOutcome(
+            exit_code=1, started_on=now, finished_on=now, isolated=False, isolation=note
+        )
+        for f in facts:
+            self.recorder.record(
+                f,
+                outcome,
+                input_digests=self.recorder.hash_inputs(f),
+                invocation_id=spec.invocation_id
+                if len(facts) == 1
+                else f"{spec.invocation_id}/{f.jobid}",
+                job_log=self.slurm_logs / f"{spec.invocation_id}.log",
+            )
+
+    def _collected(self, submission: Any, receipt: Any, records: tuple[JobRecord, ...]) -> None:
+        with self._lock:
+            for index, record in zip(receipt.indices, records, strict=True):
+                self._records[index] = record
+            waiting = self._waiting.get(submission.submission_id)
+        if waiting is not None:
+            waiting.done.set()
+
+    # -- status polling ------------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.options.poll_interval_s):
+            with self._lock:
+                pending = {w.slurm_id: w for w in self._waiting.values() if not w.done.is_set()}
+            if not pending:
+                continue
+            try:
+                states = self.query_states(sorted(pending))
+            except SlurmError as exc:
+                self.logger.warning(f"PoX: SLURM status query failed (will retry): {exc}")
+                continue
+            for slurm_id, (state, node) in states.items():
+                waiting = pending.get(slurm_id)
+                if waiting is None:
+                    continue
+                waiting.node = node or waiting.node
+                if state in FINISHED_STATES:
+                    waiting.state = state
+                    waiting.done.set()
+
+    def query_states(self, slurm_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """SLURM job id -> (state, node) for the given jobs: sacct, else squeue + scontrol."""
+        if self._use_sacct is not False:
+            try:
+                return _sacct_states(slurm_ids)
+            except SlurmError as exc:
+                if self._use_sacct is None:
+                    self.logger.info(
+                        f"PoX: sacct unavailable ({str(exc).splitlines()[0]}); polling with "
+                        "squeue and scontrol"
+                    )
+                self._use_sacct = False
+        states = _squeue_states(slurm_ids)
+        for slurm_id in slurm_ids:
+            if slurm_id not in states:
+                states[slurm_id] = _scontrol_state(slurm_id)
+        return states
+
+    # -- whole run -----------------------------------------------------------------------------
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            ids = [w.slurm_id for w in self._waiting.values()]
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, check=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._poller.join()
+        self.server.close()
+        self.collector.close()
+
+
+def _producers_for(recorder: RunRecorder, facts: Sequence[JobFacts]) -> Mapping[str, Producer]:
+    """The producers of the job's inputs (and of directories holding them), from the head."""
+    names = {
+        record_name(n, recorder.workdir) if not n.startswith("external:") else n
+        for f in facts
+        for n in f.inputs
+    }
+    wanted = set(names)
+    for name in names:
+        parts = name.split("/")
+        wanted.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    with recorder._lock:
+        producers = dict(recorder.producers)
+    return {n: p for n, p in producers.items() if n in wanted}
+
+
+def _which(tool: str) -> str | None:
+    import shutil
+
+    return shutil.which(tool)
+
+
+def _run(command: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SlurmError(f"{command[0]} could not run: {exc}") from None
+    if done.returncode != 0:
+        said = done.stderr.strip() or done.stdout.strip()
+        raise SlurmError(f"{command[0]} failed (exit {done.returncode}): {said}")
+    return done.stdout
+
+
+def _sacct_states(slurm_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    out = _run(
+        [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            "--format=JobIdRaw,State,NodeList",
+            "--jobs",
+            ",".join(slurm_ids),
+        ]
+    )
+    states: dict[str, tuple[str, str]] = {}
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 2:
+            states[parts[0]] = (
+                parts[1].split()[0] if parts[1] else "",
+                parts[2] if len(parts) > 2 else "",
+            )
+    return states
+
+
+def _squeue_states(slurm_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    done = subprocess.run(
+        [
+            "squeue",
+            "--noheader",
+            "--states=all",
+            "--format=%i|%T|%N",
+            "--jobs",
+            ",".join(slurm_ids),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0 and "Invalid job id" not in done.stderr:
+        raise SlurmError(f"squeue failed (exit {done.returncode}): {done.stderr.strip()}")
+    states: dict[str, tuple[str, str]] = {}
+    for line in done.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 2:
+            states[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
+    return states
+
+
+def _scontrol_state(slurm_id: str) -> tuple[str, str]:
+    done = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job", slurm_id],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        if "Invalid job id" in done.stderr:
+            return (PURGED, "")  # slurmctld forgot it (MinJobAge passed): it ended
+        raise SlurmError(f"scontrol show job {slurm_id} failed: {done.stderr.strip()}")
+    fields = dict(item.split("=", 1) for item in done.stdout.split() if "=" in item)
+    return (fields.get("JobState", ""), fields.get("NodeList", ""))
+
+
+def open_dispatcher(
+    kind: str, recorder: RunRecorder, options: DispatchOptions, *, logger: Any = None
+) -> SlurmDispatcher:
+    if kind != "slurm":
+        raise UsageError(
+            f"--pox-dispatch {kind!r} is not supported; choose 'slurm' (or leave it unset to run "
+            "jobs on this machine)"
+        )
+    return SlurmDispatcher(recorder, options, logger=logger)
