@@ -29,14 +29,33 @@ import base64
 import gzip
 import hashlib
 import json
+import logging
+import os
 import re
+import secrets
+import threading
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from pox_executor.dispatch.collector import Collector, CollectorServer, Receipt
+from pox_executor.dispatch.protocol import (
+    Submission,
+    Ticket,
+    read_spool,
+    remove_quietly,
+    write_ticket,
+)
+from pox_executor.dispatch.slurm import DispatchOptions, _producers_for
+from pox_executor.enclave.runtime import JobSpec, RunOutcome
 from pox_executor.errors import PoxError, UsageError
+from pox_executor.primitives import utc_now
+from pox_executor.provenance.recorder import JobFacts, RunRecorder
+from pox_executor.provenance.records import JobRecord, job_task_id
+
+log = logging.getLogger(__name__)
 
 RUNTIME_CLASSES = ("kata-qemu-tdx", "kata-qemu-snp", "kata-qemu-coco-dev")
 INITDATA_ANNOTATION = "io.katacontainers.config.runtime.cc_init_data"
@@ -75,6 +94,8 @@ class KubernetesSettings:
     context: str | None = None
     ttl_after_finished_s: int = 3600
     node_selector: Mapping[str, str] = field(default_factory=dict)
+    # The head's address the pods reach its collector at (it listens there, on a free port).
+    collector_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         where = "kubernetes settings"
@@ -125,6 +146,7 @@ _SETTINGS_FIELDS: dict[str, type] = {
     "context": str,
     "ttl_after_finished_s": int,
     "node_selector": dict,
+    "collector_host": str,
 }
 
 
@@ -422,3 +444,259 @@ def _reason(exc: Exception) -> str:
     body = getattr(exc, "body", None)
     text = f"{reason}: {body}" if reason and body else str(reason or exc)
     return " ".join(text.split())[:400]
+
+
+# -- the dispatcher ------------------------------------------------------------------------------
+
+
+class ClusterApi(Protocol):
+    """What the dispatcher asks of a cluster (`KubernetesCluster` is the real one)."""
+
+    def create_job(self, manifest: Mapping[str, Any]) -> None: ...
+
+    def job_states(self, run_id: str) -> dict[str, tuple[str, str]]: ...
+
+    def delete_job(self, name: str) -> None: ...
+
+
+SETTINGS_ENV = "POX_KUBERNETES_CONFIG"
+SETTINGS_FILE = "pox-kubernetes.toml"
+
+
+def settings_path(workdir: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """`$POX_KUBERNETES_CONFIG`, else `pox-kubernetes.toml` in the working directory."""
+    configured = (os.environ if environ is None else environ).get(SETTINGS_ENV)
+    return Path(configured) if configured else workdir / SETTINGS_FILE
+
+
+@dataclass
+class _Waiting:
+    name: str
+    ticket: Ticket
+    done: threading.Event = field(default_factory=threading.Event)
+    state: str | None = None  # the finished state, once seen
+    reason: str = ""
+    listed: bool = False  # seen in a status listing at least once
+
+
+class KubernetesDispatcher:
+    """Runs a run's jobs as Kubernetes Jobs and collects their node-signed statements.
+
+    As on SLURM: a ticket per attempt on the shared volume, the pod runs `pox jobstep TICKET`,
+    which posts the signed statement to this head's collector (and spools it); the head waits
+    for the statement or for the Job to finish, collects the spooled copy if HTTP did not deliver
+    it, and records an attempt whose pod left no statement as failed, naming the Job's state.
+    """
+
+    def __init__(
+        self,
+        recorder: RunRecorder,
+        options: DispatchOptions,
+        settings: KubernetesSettings,
+        cluster: ClusterApi,
+        *,
+        collector_host: str = "127.0.0.1",
+        command: Sequence[str] = ("pox", "jobstep"),
+        logger: Any = None,
+    ) -> None:
+        self.recorder = recorder
+        self.options = options
+        self.settings = settings
+        self.cluster = cluster
+        self.command = tuple(command)
+        self.logger = logger or log
+        self.workdir = recorder.workdir
+        self.directory = self.workdir / ".pox" / "dispatch" / recorder.run_id
+        self.tickets_dir = self.directory / "tickets"
+        self.spool_dir = self.directory / "spool"
+        for d in (self.tickets_dir, self.spool_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.collector = Collector(
+            recorder.run_id,
+            recorder.append_collected,
+            workdir=self.workdir,
+            allow_simulated=True,  # judged by `pox verify` for the whole run, as for local jobs
+            require_expected=True,
+            known_digests=recorder.log.envelope_digests(),
+            on_collected=self._collected,
+        )
+        self._token = secrets.token_urlsafe(32)
+        self.server = CollectorServer(self.collector, self._token, host=collector_host)
+        self._lock = threading.Lock()
+        self._records: dict[int, JobRecord] = {}
+        self._waiting: dict[str, _Waiting] = {}  # by submission id
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name="pox-k8s-poll", daemon=True)
+        self._poller.start()
+
+    def manifest_for(self, facts: Sequence[JobFacts], spec: JobSpec, ticket_path: Path) -> Any:
+        resources: dict[str, Any] = {}
+        for f in facts:  # a group's members: the first that sets a resource wins
+            for name, value in f.resources.items():
+                resources.setdefault(name, value)
+        return job_manifest(
+            self.settings,
+            run_id=self.recorder.run_id,
+            submission_id=spec.invocation_id,
+            command=[*self.command, str(ticket_path)],
+            workdir=self.workdir,
+            resources=job_resources(resources, spec.threads, spec.mem_mb),
+        )
+
+    def execute(self, facts: Sequence[JobFacts], spec: JobSpec, script: Path | None) -> str | None:
+        """Create the Job, wait for its statement, return an error text (None: succeeded)."""
+        rec = self.recorder
+        ticket = Ticket(
+            run_id=rec.run_id,
+            members=tuple(facts),
+            spec=spec,
+            backend=self.options.backend,
+            isolate=self.options.isolate,
+            default_image=self.options.default_image,
+            shared_home=self.options.shared_home,
+            enclave_challenge=rec.enclave_challenge,
+            sources=tuple(rec.source_digests),
+            producers=_producers_for(rec, facts),
+            spool_dir=self.spool_dir,
+            collector_url=self.server.url,
+            collector_token=self._token,
+            script=script,
+        )
+        sid = ticket.submission_id
+        path = self.tickets_dir / f"{sid}.json"
+        write_ticket(path, ticket)
+        self.collector.expect(sid, (job_task_id(rec.run_id, f.jobid, f.attempt) for f in facts))
+        manifest = self.manifest_for(facts, spec, path)
+        waiting = _Waiting(name=manifest["metadata"]["name"], ticket=ticket)
+        with self._lock:
+            self._waiting[sid] = waiting
+        try:
+            self.cluster.create_job(manifest)
+            if self.collector.receipt(sid) is not None:
+                waiting.done.set()  # delivered before we started waiting
+            waiting.done.wait()
+        except KubernetesError as exc:
+            waiting.state, waiting.reason = FAILED, str(exc)
+        finally:
+            with self._lock:
+                self._waiting.pop(sid, None)
+        try:
+            return self._outcome(waiting, facts, spec)
+        finally:
+            remove_quietly(path)
+
+    def _outcome(self, waiting: _Waiting, facts: Sequence[JobFacts], spec: JobSpec) -> str | None:
+        sid = waiting.ticket.submission_id
+        receipt = self.collector.receipt(sid) or self._collect_spooled(sid)
+        if receipt is None:
+            self._record_lost(waiting, facts, spec)
+            return (
+                f"Kubernetes Job {waiting.name} ended {waiting.state or 'UNKNOWN'}"
+                f"{' (' + waiting.reason + ')' if waiting.reason else ''} without a signed "
+                "statement (recorded as a failed attempt)\n"
+            )
+        with self._lock:
+            records = [self._records.get(i) for i in receipt.indices]
+        if any(r is None or not r.succeeded for r in records):
+            codes = sorted({r.exit_code for r in records if r is not None})
+            return (
+                f"exit code {', '.join(map(str, codes))} in Kubernetes Job {waiting.name}; job "
+                f"log: {spec.log_path}\n"
+            )
+        return None
+
+    def _collect_spooled(self, sid: str) -> Receipt | None:
+        try:
+            submission = read_spool(self.spool_dir, sid)
+            return None if submission is None else self.collector.submit(submission)
+        except PoxError as exc:
+            self.logger.warning(f"PoX: the spooled statement of {sid} was not collected: {exc}")
+            return None
+
+    def _record_lost(self, waiting: _Waiting, facts: Sequence[JobFacts], spec: JobSpec) -> None:
+        """The head records an attempt whose pod left no statement: failed, saying why."""
+        now = utc_now()
+        note = (
+            f"Kubernetes Job {waiting.name} ended {waiting.state or 'UNKNOWN'}"
+            f"{' (' + waiting.reason + ')' if waiting.reason else ''} before its jobstep "
+            "delivered a signed statement: recorded by the head, nothing of the job's outputs "
+            "is attested"
+        )
+        outcome = RunOutcome(
+            exit_code=1, started_on=now, finished_on=now, isolated=False, isolation=note
+        )
+        for f in facts:
+            self.recorder.record(
+                f,
+                outcome,
+                input_digests=self.recorder.hash_inputs(f),
+                invocation_id=spec.invocation_id
+                if len(facts) == 1
+                else f"{spec.invocation_id}/{f.jobid}",
+                job_log=spec.log_path,
+            )
+
+    def _collected(
+        self, submission: Submission, receipt: Receipt, records: tuple[JobRecord, ...]
+    ) -> None:
+        with self._lock:
+            for index, record in zip(receipt.indices, records, strict=True):
+                self._records[index] = record
+            waiting = self._waiting.get(submission.submission_id)
+        if waiting is not None:
+            waiting.done.set()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.options.poll_interval_s):
+            with self._lock:
+                pending = {w.name: w for w in self._waiting.values() if not w.done.is_set()}
+            if not pending:
+                continue
+            try:
+                states = self.cluster.job_states(self.recorder.run_id)
+            except KubernetesError as exc:
+                self.logger.warning(f"PoX: Kubernetes status query failed (will retry): {exc}")
+                continue
+            for name, waiting in pending.items():
+                # a Job created a moment ago may not be listed yet; one listed before and not
+                # now was deleted (by someone, or its TTL): it ends as GONE
+                if name in states:
+                    waiting.listed = True
+                    state, reason = states[name]
+                elif waiting.listed:
+                    state, reason = job_state(None)
+                else:
+                    continue
+                if state in FINISHED:
+                    waiting.state, waiting.reason = state, reason
+                    waiting.done.set()
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            names = [w.name for w in self._waiting.values()]
+        for name in names:
+            try:
+                self.cluster.delete_job(name)
+            except KubernetesError as exc:
+                self.logger.warning(f"PoX: {exc}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._poller.join()
+        self.server.close()
+        self.collector.close()
+
+
+def open_kubernetes_dispatcher(
+    recorder: RunRecorder, options: DispatchOptions, *, logger: Any = None
+) -> KubernetesDispatcher:
+    """`--pox-dispatch kubernetes`: settings from the file, a real API server, then dispatch."""
+    settings = load_settings(settings_path(recorder.workdir))
+    return KubernetesDispatcher(
+        recorder,
+        options,
+        settings,
+        KubernetesCluster(settings),
+        collector_host=settings.collector_host,
+        logger=logger,
+    )
