@@ -47,7 +47,7 @@ from pox_executor.enclave.sim import SimRuntime
 from pox_executor.primitives import utc_now
 from pox_executor.provenance.digests import FileDigest, Hasher
 from pox_executor.provenance.recorder import JobFacts, OutputFile, RunRecorder
-from pox_executor.provenance.records import JobRecord, job_task_id, read_entries
+from pox_executor.provenance.records import JobRecord, decode_line, job_task_id
 
 TOKEN = "load-test-token"
 
@@ -206,6 +206,17 @@ def send_statements(
     return receipts
 
 
+def logged_task_ids(path: Path) -> list[str]:
+    """The task id of every job record in the log, in order, read one line at a time."""
+    task_ids = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            _, entry = decode_line(line.rstrip(b"\n"), line_no=number)
+            if isinstance(entry, JobRecord):
+                task_ids.append(entry.task_id)
+    return task_ids
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -303,16 +314,14 @@ def run_load_test(
         server.close()
         collector.close()
     growth = (rss_bytes() - rss_before) / statements
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before reading it back
     recorder.finish("succeeded", [])
 
     receipts = [r for group in sent for r in group]
     by_submission: dict[str, set[tuple[int, ...]]] = {}
     for sid, indices, _ in receipts:
         by_submission.setdefault(sid, set()).add(indices)
-    records = [
-        e for e in read_entries(recorder.bundle.attestations_path) if isinstance(e, JobRecord)
-    ]
-    task_ids = [r.task_id for r in records]
+    task_ids = logged_task_ids(recorder.bundle.attestations_path)
     expected = {job_task_id(recorder.run_id, j, 1) for j in jobids}
     lost = len(expected - set(task_ids))
     duplicated = len(task_ids) - len(set(task_ids))
@@ -327,7 +336,7 @@ def run_load_test(
         lost=lost,
         duplicated=duplicated + (len(by_submission) - consistent),
         resends_answered_with_first_receipt=sum(1 for *_, dup in receipts if dup),
-        head_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        head_peak_rss_bytes=peak,
         head_rss_growth_per_statement_bytes=growth,
         bundle=recorder.bundle.path,
     )

@@ -595,8 +595,8 @@ class KubernetesDispatcher:
                 f"{' (' + waiting.reason + ')' if waiting.reason else ''} without a signed "
                 "statement (recorded as a failed attempt)\n"
             )
-        with self._lock:
-            records = [self._records.get(i) for i in receipt.indices]
+        with self._lock:  # taken out: a long run must not keep every parsed statement
+            records = [self._records.pop(i, None) for i in receipt.indices]
         if any(r is None or not r.succeeded for r in records):
             codes = sorted({r.exit_code for r in records if r is not None})
             return (
