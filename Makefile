@@ -10,7 +10,7 @@ DEMO_CORES ?= 2
 export PATH := $(CURDIR)/.tools/node/node_modules/.bin:$(PATH)
 
 .PHONY: setup system-packages venv contracts-toolchain docker demo test lint typecheck \
-        test-contracts test-python test-package bench contracts clean compat
+        test-contracts test-python test-package bench contracts clean compat slurm-up slurm-down
 
 setup: system-packages venv contracts-toolchain docker
 
@@ -80,3 +80,12 @@ compat: venv
 
 clean:
 	rm -rf $(VENV) .tools build contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache
+
+# A one-machine SLURM cluster (munged, slurmctld, slurmd pox-node1 and pox-node2) with its state in
+# $(SLURM_STATE); then `export SLURM_CONF=$(SLURM_STATE)/slurm.conf` (docs/slurm.md).
+SLURM_STATE ?= .slurm-cluster
+slurm-up:
+	@bash scripts/slurm-up.sh $(SLURM_STATE)
+
+slurm-down:
+	@bash scripts/slurm-down.sh $(SLURM_STATE)

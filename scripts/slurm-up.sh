@@ -65,7 +65,7 @@ if [ ! -f "$CONF" ]; then
     for node in "${NODES[@]}"; do
       echo "NodeName=$node NodeHostname=localhost NodeAddr=127.0.0.1 Port=$(free_port) CPUs=$CPUS_PER_NODE RealMemory=4000 State=UNKNOWN"
     done
-    echo "PartitionName=pox Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+    echo "PartitionName=pox Nodes=ALL Default=YES MaxTime=INFINITE State=UP LLN=YES"
   } > "$CONF.tmp"
   mv "$CONF.tmp" "$CONF"
 fi

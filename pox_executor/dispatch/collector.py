@@ -101,6 +101,7 @@ class Collector:
         self._receipts: dict[str, tuple[tuple[str, ...], Receipt]] = {}
         self._in_log: dict[str, int] = dict.fromkeys(known_digests, -1)
         self._expected: dict[str, Expected] = {}
+        self._withdrawn: set[str] = set()
         self._hasher = Hasher() if workdir is not None else None
         self.accepted = 0
         self.duplicates = 0
@@ -110,6 +111,16 @@ class Collector:
         """Register a dispatched attempt: only these task ids are accepted under this id."""
         with self._lock:
             self._expected[submission_id] = Expected(frozenset(task_ids))
+
+    def withdraw(self, submission_id: str) -> Receipt | None:
+        """Close a submission id: its receipt if it was collected, else None, and from now on
+        refuse it (the head recorded the attempt itself, so a late statement must not add a
+        second record of it)."""
+        with self._lock:
+            self._expected.pop(submission_id, None)
+            self._withdrawn.add(submission_id)
+            found = self._receipts.get(submission_id)
+        return found[1] if found else None
 
     def receipt(self, submission_id: str) -> Receipt | None:
         with self._lock:
@@ -134,6 +145,12 @@ class Collector:
             earlier = self._receipts.get(sid)  # a concurrent retry may have won the race
             if earlier is not None:
                 return self._repeat_locked(sid, digests, earlier)
+            if sid in self._withdrawn:
+                self.rejected += 1
+                raise SubmissionRejected(
+                    f"submission {sid}: arrived after the head closed it (the attempt was "
+                    "already recorded as lost); refused"
+                )
             indices = []
             for line, record, digest in zip(submission.envelopes, records, digests, strict=True):
                 if digest in self._in_log:

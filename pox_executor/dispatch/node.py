@@ -13,6 +13,7 @@ stopped and its attempt is recorded as failed and delivered before the process e
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ from pox_executor.dispatch.collector import DeliveryError, post_submission
 from pox_executor.dispatch.protocol import Submission, Ticket, remove_quietly, write_spool
 from pox_executor.enclave.backends import BackendOptions, create_runtime
 from pox_executor.enclave.runtime import EnclaveRuntime
+from pox_executor.errors import EnclaveError
 from pox_executor.provenance.digests import Hasher
 from pox_executor.provenance.dsse import envelope_digest
 from pox_executor.provenance.keys import SigningKey
@@ -98,17 +100,24 @@ def run_jobstep(ticket: Ticket, *, cancelled: threading.Event | None = None) -> 
     from pox_executor.plugin import _create_touch_outputs
 
     cancelled = cancelled or threading.Event()
+    spec = ticket.spec
+    stage_root = spec.workdir / ".pox" / "stage" / f"jobstep-{spec.invocation_id}"
     runtime = create_runtime(
         ticket.backend,
         BackendOptions(
             isolate=ticket.isolate,
             default_image=ticket.default_image,
             shared_home=ticket.shared_home,
+            stage_root=stage_root,
         ),
     )
-    runtime.prepare(ticket.spec.workdir)
+    try:
+        runtime.prepare(spec.workdir)
+    except OSError as exc:
+        raise EnclaveError(
+            f"the {ticket.backend} runtime could not prepare on this node: {exc}"
+        ) from None
     recorder = NodeRecorder(ticket, runtime)
-    spec = ticket.spec
     try:
         inputs = {f.jobid: recorder.hash_inputs(f) for f in ticket.members}
         try:
@@ -132,6 +141,7 @@ def run_jobstep(ticket: Ticket, *, cancelled: threading.Event | None = None) -> 
             succeeded = succeeded and recorded.succeeded
     finally:
         recorder.hasher.close()
+        shutil.rmtree(stage_root, ignore_errors=True)
     submission = Submission(ticket.submission_id, recorder.lines)
     path = write_spool(ticket.spool_dir, submission)
     delivered = False

@@ -17,11 +17,13 @@ session key, as a failed attempt naming the SLURM state, so Snakemake's retry st
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,9 @@ FINISHED_STATES = frozenset(
 PURGED = "PURGED"  # our name for a job slurmctld no longer knows
 
 
+COLLECTOR_HOST_VARIABLE = "POX_COLLECTOR_HOST"
+
+
 class SlurmError(PoxError):
     """sbatch, squeue or scontrol failed (the message quotes SLURM's own error)."""
 
@@ -70,8 +75,14 @@ class DispatchOptions:
     isolate: bool
     default_image: str | None
     shared_home: bool
-    collector_host: str = "127.0.0.1"
+    # where the head's collector listens: loopback unless nodes on other hosts must reach it
+    collector_host: str = field(
+        default_factory=lambda: os.environ.get(COLLECTOR_HOST_VARIABLE, "127.0.0.1")
+    )
     poll_interval_s: float = 1.0
+    # after SLURM says a job ended, how long its statement may still take to arrive (a jobstep
+    # stopped by SIGTERM records the attempt within the cluster's KillWait)
+    collect_grace_s: float = 40.0
     python: str = field(default_factory=lambda: sys.executable)
     sbatch_extra: tuple[str, ...] = ()
 
@@ -88,7 +99,14 @@ class _Waiting:
 def sbatch_arguments(
     facts: Sequence[JobFacts], spec: JobSpec, *, job_name: str, output: Path
 ) -> list[str]:
-    """sbatch options for a job, from its resources, as the SLURM executor plugin names them."""
+    """sbatch options for a job, from its resources, as the SLURM executor plugin names them.
+
+    The comment says which attempt it is (`pox <submission id> rule_<rule>_wildcards_<values>`,
+    the plugin's form after our id), so `squeue --format=%k` shows it.
+    """
+    first = facts[0]
+    wildcards = "_".join(str(v) for v in first.wildcards.values())
+    comment = f"pox {spec.invocation_id} rule_{first.rule}_wildcards_{wildcards}"
     resources: dict[str, Any] = {}
     for f in facts:  # a group's members: the first that sets a resource wins
         for name, value in f.resources.items():
@@ -100,6 +118,8 @@ def sbatch_arguments(
         "--output",
         str(output),
         "--export=ALL",
+        "--comment",
+        comment,
         "--chdir",
         str(spec.workdir),
     ]
@@ -232,9 +252,15 @@ class SlurmDispatcher:
 
     def _outcome(self, waiting: _Waiting, facts: Sequence[JobFacts], spec: JobSpec) -> str | None:
         sid = waiting.ticket.submission_id
-        receipt = self.collector.receipt(sid)
+        # SLURM reports a cancelled job at once, while its jobstep may still be recording the
+        # stopped attempt: give it the grace period before deciding it left nothing
+        deadline = time.monotonic() + self.options.collect_grace_s
+        receipt = self.collector.receipt(sid) or self._collect_spooled(sid)
+        while receipt is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            receipt = self.collector.receipt(sid) or self._collect_spooled(sid)
         if receipt is None:
-            receipt = self._collect_spooled(sid)
+            receipt = self.collector.withdraw(sid)  # None: nothing came, nothing more will
         if receipt is None:
             self._record_lost(waiting, facts, spec)
             return (

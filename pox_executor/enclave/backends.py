@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pox_executor.enclave.runtime import EnclaveRuntime
 from pox_executor.errors import UsageError
@@ -19,12 +20,17 @@ class BackendOptions:
     isolate: bool = True
     default_image: str | None = None
     shared_home: bool = False  # one home directory for all jobs of the run (sim)
+    # where per-job stages go (sim); None: `<workdir>/.pox/stage`. A dispatched jobstep gets its
+    # own, since several run at once on one shared working directory.
+    stage_root: Path | None = None
 
 
 def _sim(options: BackendOptions) -> EnclaveRuntime:
     from pox_executor.enclave.sim import SimRuntime
 
-    return SimRuntime(isolate=options.isolate, shared_home=options.shared_home)
+    return SimRuntime(
+        isolate=options.isolate, shared_home=options.shared_home, stage_root=options.stage_root
+    )
 
 
 def _docker(options: BackendOptions) -> EnclaveRuntime:
