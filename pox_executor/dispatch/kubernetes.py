@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import threading
+import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -587,7 +588,13 @@ class KubernetesDispatcher:
 
     def _outcome(self, waiting: _Waiting, facts: Sequence[JobFacts], spec: JobSpec) -> str | None:
         sid = waiting.ticket.submission_id
+        # a deleted Job's pod gets SIGTERM and its grace period to record the stopped attempt:
+        # wait for that statement before deciding the pod left nothing
+        deadline = time.monotonic() + self.options.collect_grace_s
         receipt = self.collector.receipt(sid) or self._collect_spooled(sid)
+        while receipt is None and waiting.state != FAILED and time.monotonic() < deadline:
+            time.sleep(0.5)
+            receipt = self.collector.receipt(sid) or self._collect_spooled(sid)
         if receipt is None:
             self._record_lost(waiting, facts, spec)
             return (

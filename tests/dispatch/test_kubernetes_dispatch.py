@@ -39,13 +39,16 @@ IMAGE = "registry.example.org/pox/jobstep@sha256:" + "cd" * 32
 class LocalJobs:
     """Runs each created Job's container command as a local process; reports Job statuses."""
 
-    def __init__(self, *, kill: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, *, kill: frozenset[str] = frozenset(), stop_signal: int = signal.SIGTERM
+    ) -> None:
         try:
             from kubernetes import client
         except ImportError:
             missing_tool("the Python package 'kubernetes' is not installed")
         self._api = client.ApiClient()
         self._kill = kill  # submission ids whose pod is SIGKILLed (node lost, OOM)
+        self._stop_signal = stop_signal  # what a deleted Job's pod gets
         self._lock = threading.Lock()
         self.status: dict[str, dict[str, Any]] = {}
         self.manifests: dict[str, Mapping[str, Any]] = {}
@@ -87,7 +90,8 @@ class LocalJobs:
                 "conditions": [{"type": "Failed", "status": "True", "reason": reason}],
             }
         with self._lock:
-            self.status[name] = status
+            if name not in self.deleted:  # a deleted Job is never listed again
+                self.status[name] = status
 
     def job_states(self, run_id: str) -> dict[str, tuple[str, str]]:
         with self._lock:
@@ -99,7 +103,7 @@ class LocalJobs:
             self.status.pop(name, None)
             process = self._processes.get(name)
         if process is not None and process.poll() is None:
-            process.terminate()  # the pod is stopped: SIGTERM, which jobstep records
+            process.send_signal(self._stop_signal)  # the pod is stopped
 
     def stop(self) -> None:
         for process in self._processes.values():
@@ -119,7 +123,12 @@ def settings() -> k8s.KubernetesSettings:
 
 def dispatcher(recorder: RunRecorder, cluster: LocalJobs) -> k8s.KubernetesDispatcher:
     options = DispatchOptions(
-        backend="sim", isolate=False, default_image=None, shared_home=False, poll_interval_s=0.2
+        backend="sim",
+        isolate=False,
+        default_image=None,
+        shared_home=False,
+        poll_interval_s=0.2,
+        collect_grace_s=15,
     )
     return k8s.KubernetesDispatcher(recorder, options, settings(), cluster)
 
@@ -225,29 +234,40 @@ def test_pod_killed_without_statement_is_recorded_by_the_head_and_retried(tmp_pa
     assert [(r.attempt, r.succeeded) for r in records] == [(1, False), (2, True)]
 
 
-def test_deleted_job_ends_as_gone(tmp_path: Path) -> None:
-    """A Job deleted while its pod runs (by someone, or its TTL) does not hang the run."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL])
+def test_deleted_job_does_not_hang_the_run(tmp_path: Path, stop_signal: int) -> None:
+    """A Job deleted while its pod runs (by someone, or its TTL): SIGTERM lets the pod record
+    the stopped attempt, SIGKILL leaves nothing and the head records it as GONE."""
     recorder = dispatch_recorder(tmp_path / "wd")
-    cluster = LocalJobs()
+    cluster = LocalJobs(stop_signal=stop_signal)
     head = dispatcher(recorder, cluster)
-    step = Step(1, "a", ("data.txt",), ("a.txt",), "sleep 30")
+    step = Step(1, "a", ("data.txt",), ("a.txt",), "touch started && sleep 30")
     outcome: dict[str, str | None] = {}
     worker = threading.Thread(target=lambda: outcome.update(error=run(head, recorder, step)))
     worker.start()
     try:
-        for _ in range(100):
-            if head.collector is not None and cluster.status:
+        for _ in range(600):  # the job runs: jobstep is past its start-up and handles SIGTERM
+            if (recorder.workdir / "started").exists():
                 break
             threading.Event().wait(0.05)
         threading.Event().wait(0.5)  # listed at least once by the poller
         (name,) = cluster.status
         cluster.delete_job(name)
-        worker.join(timeout=20)
+        worker.join(timeout=40)
         assert not worker.is_alive()
     finally:
         head.close()
         cluster.stop()
-    assert "ended GONE" in str(outcome["error"])
+    (record,) = [
+        e for e in read_entries(recorder.bundle.attestations_path) if isinstance(e, JobRecord)
+    ]
+    assert not record.succeeded
+    if stop_signal == signal.SIGKILL:
+        assert "ended GONE" in str(outcome["error"])
+        assert "recorded by the head" in record.isolation
+    else:
+        assert "exit code" in str(outcome["error"])
+        assert "recorded by the head" not in record.isolation  # the pod signed it
 
 
 def test_cancel_deletes_the_jobs(tmp_path: Path) -> None:
