@@ -3,8 +3,10 @@
 Owns the Kubernetes side only: the cluster settings file (`KubernetesSettings`, TOML), the
 `batch/v1` Job object built for one job attempt (`job_manifest`), the CoCo init-data that tells
 the guest's attestation agent and confidential data hub where the key broker is, the mapping of a
-Job's status to a finished/unfinished state, and the calls to a real API server through the
-official `kubernetes` client (`KubernetesCluster`). What runs in the pod is `pox jobstep TICKET`,
+Job's status to a finished/unfinished state, the calls to a real API server through the
+official `kubernetes` client (`KubernetesCluster`), and the head's dispatcher that creates a Job
+per attempt and waits for its statement (`KubernetesDispatcher`, behind the `ClusterApi`
+protocol so tests can run each Job's command locally). What runs in the pod is `pox jobstep TICKET`,
 exactly as on SLURM: the node side, the ticket and the head's collector are `dispatch.node`,
 `dispatch.protocol` and `dispatch.collector` (not this module's).
 
@@ -95,8 +97,9 @@ class KubernetesSettings:
     context: str | None = None
     ttl_after_finished_s: int = 3600
     node_selector: Mapping[str, str] = field(default_factory=dict)
-    # The head's address the pods reach its collector at (it listens there, on a free port).
-    collector_host: str = "127.0.0.1"
+    # The head's address the pods reach its collector at (it listens there, on a free port);
+    # None: $POX_COLLECTOR_HOST, else loopback (as `--pox-dispatch slurm`).
+    collector_host: str | None = None
 
     def __post_init__(self) -> None:
         where = "kubernetes settings"
@@ -704,6 +707,6 @@ def open_kubernetes_dispatcher(
         options,
         settings,
         KubernetesCluster(settings),
-        collector_host=settings.collector_host,
+        collector_host=settings.collector_host or options.collector_host,
         logger=logger,
     )
