@@ -128,7 +128,7 @@ def dispatcher(recorder: RunRecorder, cluster: LocalJobs) -> k8s.KubernetesDispa
         default_image=None,
         shared_home=False,
         poll_interval_s=0.2,
-        collect_grace_s=15,
+        collect_grace_s=8,
     )
     return k8s.KubernetesDispatcher(recorder, options, settings(), cluster)
 
@@ -274,12 +274,12 @@ def test_cancel_deletes_the_jobs(tmp_path: Path) -> None:
     recorder = dispatch_recorder(tmp_path / "wd")
     cluster = LocalJobs()
     head = dispatcher(recorder, cluster)
-    step = Step(1, "a", ("data.txt",), ("a.txt",), "sleep 30")
+    step = Step(1, "a", ("data.txt",), ("a.txt",), "touch started && sleep 30")
     worker = threading.Thread(target=lambda: run(head, recorder, step))
     worker.start()
     try:
-        for _ in range(100):
-            if cluster.status:
+        for _ in range(600):
+            if (recorder.workdir / "started").exists():
                 break
             threading.Event().wait(0.05)
         threading.Event().wait(0.5)
