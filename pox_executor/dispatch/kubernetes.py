@@ -599,6 +599,8 @@ class KubernetesDispatcher:
             time.sleep(0.5)
             receipt = self.collector.receipt(sid) or self._collect_spooled(sid)
         if receipt is None:
+            receipt = self.collector.withdraw(sid)  # None: nothing came, a late one is refused
+        if receipt is None:
             self._record_lost(waiting, facts, spec)
             return (
                 f"Kubernetes Job {waiting.name} ended {waiting.state or 'UNKNOWN'}"
