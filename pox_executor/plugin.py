@@ -49,6 +49,7 @@ from pox_executor.provenance.recorder import JobFacts, RunRecorder, discarded_wr
 if TYPE_CHECKING:
     from pox_executor.chain.client import ChainClient
     from pox_executor.chain.runner import ChainRunner
+    from pox_executor.dispatch.kubernetes import KubernetesDispatcher
     from pox_executor.dispatch.slurm import SlurmDispatcher
 
 
@@ -140,8 +141,9 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
         metadata={
             "help": "Hand each job to a cluster engine instead of running it here: 'slurm' "
             "(sbatch; on the node `pox jobstep` runs it in --pox-backend and signs its "
-            "statement; see docs/slurm.md). The working directory must be on a filesystem "
-            "the nodes share.",
+            "statement; see docs/slurm.md) or 'kubernetes' (a Job per job in a Confidential "
+            "Containers pod, settings in pox-kubernetes.toml; see docs/scale.md). The working "
+            "directory must be on a filesystem the nodes share.",
             "env_var": False,
         },
     )
@@ -287,7 +289,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             },
         }
 
-    def _open_dispatcher(self) -> "SlurmDispatcher | None":
+    def _open_dispatcher(self) -> "SlurmDispatcher | KubernetesDispatcher | None":
         """The cluster dispatcher (`--pox-dispatch`), which then runs every job: docs/slurm.md."""
         if not self.settings.dispatch:
             return None
@@ -299,6 +301,10 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             default_image=self.settings.default_image,
             shared_home=self.settings.shared_home,
         )
+        if self.settings.dispatch == "kubernetes":
+            from pox_executor.dispatch.kubernetes import open_kubernetes_dispatcher
+
+            return open_kubernetes_dispatcher(self.recorder, options, logger=self.logger)
         return open_dispatcher(self.settings.dispatch, self.recorder, options, logger=self.logger)
 
     def _challenge_source(self) -> Callable[[str], str] | None:
