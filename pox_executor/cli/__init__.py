@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "pox_executor.cli.attest",
     "pox_executor.cli.images",
     "pox_executor.cli.chain",
+    "pox_executor.cli.html",
 )
 
 
