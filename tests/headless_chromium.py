@@ -175,8 +175,11 @@ class Page:
             time.sleep(0.05)
 
     def type_into(self, selector: str, text: str) -> None:
-        """Focus the element and type `text` as keyboard input (fires input events)."""
-        self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
+        """Empty the input, focus it and type `text` as keyboard input (fires input events)."""
+        self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.value = ''; e.focus(); })()"
+        )
         self.call("Input.insertText", {"text": text})
 
     def click(self, x: float, y: float) -> None:

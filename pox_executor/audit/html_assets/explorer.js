@@ -235,6 +235,7 @@
       ctx.strokeRect(s.x - 5, s.y - 5, W + 10, H + 10);
     }
     drawnNodes = count;
+    if (window.poxRenderedAt === undefined) window.poxRenderedAt = performance.now();
     canvas.dataset.drawnNodes = String(count);
     canvas.dataset.zoom = view.k.toFixed(4);
     document.body.dataset.rendered = "1";
@@ -463,5 +464,19 @@
   if (params.has("q")) { $("search").value = params.get("q"); search(params.get("q")); }
   if (params.has("job") && byLine.has(Number(params.get("job")))) select(byLine.get(Number(params.get("job"))), true);
   draw();
-  window.poxExplorer = { jobs: jobs.length, drawnNodes: () => drawnNodes, select, search, fit };
+  // where job i's centre is on screen (client coordinates), for tests and for scripting
+  function screenPosition(i) {
+    const box = canvas.getBoundingClientRect();
+    const job = jobs[i];
+    return { x: box.left + view.x + (job.x + W / 2) * view.k, y: box.top + view.y + (job.y + H / 2) * view.k };
+  }
+  function timed(action) {
+    const start = performance.now();
+    action();
+    return performance.now() - start;
+  }
+  window.poxExplorer = {
+    jobs: jobs.length, drawnNodes: () => drawnNodes, select, search, fit, screenPosition,
+    timeDraw: () => timed(draw), timeSearch: (q) => timed(() => search(q)),
+  };
 })();
