@@ -133,3 +133,23 @@ def test_cli_writes_the_page_and_reports_bad_paths(
     assert "already exists" in capsys.readouterr().err
     assert main(["html", "nope", "-C", workdir, "--offline", "-o", str(tmp_path / "x")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_code_source_is_shown_only_while_it_matches_the_record(tmp_path: Path) -> None:
+    from pox_executor.audit.html import MAX_SOURCE_BYTES, _source
+    from pox_executor.primitives import sha256_bytes
+
+    script = tmp_path / "step.py"
+    script.write_text("print('hello')\n")
+    digest = sha256_bytes(script.read_bytes())
+    sources: dict[str, str] = {}
+    assert _source(tmp_path, "step.py", digest, sources) == digest
+    assert sources[digest] == "print('hello')\n"
+    script.write_text("print('changed')\n")
+    assert _source(tmp_path, "step.py", digest, {}) is None  # not what was recorded
+    big = "#" * (MAX_SOURCE_BYTES + 1)
+    script.write_text(big)
+    assert _source(tmp_path, "step.py", sha256_bytes(big.encode()), {}) is None
+    (tmp_path / "link.py").symlink_to(script)
+    assert _source(tmp_path, "link.py", sha256_bytes(big.encode()), {}) is None
+    assert _source(tmp_path, "pox:shell-command", digest, {}) is None

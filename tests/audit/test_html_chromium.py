@@ -100,3 +100,12 @@ def test_hostile_name_is_text_and_nothing_is_fetched(page: Page, page_file: Path
     assert page.requested_urls() == [page_file.as_uri()]
     assert page.exceptions() == []
     assert page.violations() == []
+
+
+def test_the_address_opens_a_job_and_a_search(page: Page, page_file: Path) -> None:
+    tab = page.browser.open(page_file.as_uri() + "#q=c.txt&job=4")
+    tab.wait_for("document.body && document.body.dataset.rendered === '1'")
+    assert tab.evaluate("document.getElementById('search').value") == "c.txt"
+    assert tab.evaluate("document.getElementById('search-results').dataset.hits") == "1"
+    assert tab.evaluate("document.getElementById('job-panel').dataset.job") == "4"
+    tab.call("Page.close")
