@@ -33,8 +33,9 @@ class Layout:
 
 
 def max_row_for(size: int) -> int:
-    """Jobs per row before a layer wraps: about twice the square root of the job count."""
-    return max(40, int(math.sqrt(size) * 2))
+    """Jobs per row before a layer wraps: 0.8 times the square root of the job count, which
+    makes a large DAG's picture about as wide as a landscape screen (boxes are wider than tall)."""
+    return max(24, int(math.sqrt(size) * 0.8))
 
 
 def layered_layout(
