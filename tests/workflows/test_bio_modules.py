@@ -110,3 +110,31 @@ def test_bio_modules_run_in_the_bio_image_and_verify(tmp_path: Path) -> None:
     )
     assert page.returncode == 0 and "verification OK" in page.stdout, page.stderr
     assert "bio_bcftools_call" in (workdir / "run.html").read_text()
+
+
+def test_single_steps_can_be_included(tmp_path: Path) -> None:
+    """`include:` of common.smk and some steps (as rules/README.md shows) plans the right jobs."""
+    shutil.copytree(REPO / "rules", tmp_path / "rules")
+    (tmp_path / "Snakefile").write_text(
+        'config["samples"] = ["s1"]\n'
+        'include: "rules/bio/common.smk"\n'
+        'include: "rules/bio/reference.smk"\n'
+        'include: "rules/bio/trimming.smk"\n'
+        'include: "rules/bio/alignment.smk"\n'
+        'include: "rules/bio/sorting.smk"\n'
+        'rule all:\n    input: "results/mapped/s1.bam"\n'
+    )
+    (tmp_path / "data" / "reads").mkdir(parents=True)
+    for name in ("data/reference.fa", "data/reads/s1_R1.fastq.gz", "data/reads/s1_R2.fastq.gz"):
+        (tmp_path / name).write_text("")
+    plan = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--cores", "1", "--quiet", "rules"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    for rule in ("bio_stage_reference", "bio_bwa_index", "bio_fastp_pe", "bio_bwa_mem"):
+        assert rule in plan.stdout, plan.stdout
+    assert "bio_bcftools_call" not in plan.stdout
