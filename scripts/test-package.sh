@@ -37,7 +37,11 @@ with tarfile.open(sdist) as archive:
 repo = Path.cwd()
 package_data = [
     path.relative_to(repo).as_posix()
-    for folder in ("pox_executor/chain/artifacts", "pox_executor/enclave/verifiers/roots")
+    for folder in (
+        "pox_executor/chain/artifacts",
+        "pox_executor/enclave/verifiers/roots",
+        "pox_executor/audit/html_assets",
+    )
     for path in sorted((repo / folder).iterdir())
 ]
 wheel_needs = [
@@ -89,4 +93,7 @@ if [[ "$(cat summary.txt)" != "$expected" ]]; then
   exit 1
 fi
 "$work/venv/bin/pox" verify --allow-simulated --offline
+# the explorer page's template, script and style are package data: they must be in the wheel
+"$work/venv/bin/pox" html --allow-simulated --offline -o run.html >/dev/null
+grep -q '"format":"pox-html/v1"' run.html || { echo "error: pox html wrote no page" >&2; exit 1; }
 echo "== package: ok (wheel installed in a clean virtualenv ran and verified the workflow)"

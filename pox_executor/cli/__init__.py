@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "pox_executor.cli.sms",
     "pox_executor.cli.jobstep",
     "pox_executor.cli.dataset",
+    "pox_executor.cli.html",
 )
 
 

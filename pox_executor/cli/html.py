@@ -1,0 +1,70 @@
+"""CLI: `pox html [RUN] -o PAGE`: the run explorer, one self-contained HTML file (thin layer)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pox_executor.audit.html import write_page
+from pox_executor.audit.verify import load_verify_policy, verify_run
+from pox_executor.provenance.bundle import resolve_run
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "html",
+        help="write a self-contained HTML page to explore a run (DAG, search, per-job panels)",
+    )
+    p.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
+    p.add_argument(
+        "-o", "--output", type=Path, help="the page to write (default: pox-<run-id>.html)"
+    )
+    p.add_argument("--force", action="store_true", help="replace the page if it exists")
+    p.add_argument(
+        "--allow-simulated",
+        action="store_true",
+        help="verify as `pox verify --allow-simulated` (the page still marks simulated evidence)",
+    )
+    p.add_argument(
+        "--allow-incomplete", action="store_true", help="accept a run without a signed closing"
+    )
+    p.add_argument("--policy", type=Path, help="attestation policy file, as `pox verify`")
+    p.add_argument("--no-files", action="store_true", help="do not check files on disk")
+    p.add_argument(
+        "--check-external", action="store_true", help="also read external: files recorded"
+    )
+    p.add_argument(
+        "--offline", action="store_true", help="skip the on-chain checks (anchor, tasks, deals)"
+    )
+    p.add_argument("--chain", help="chain profile to check against (default: the run's)")
+    p.set_defaults(handler=_html)
+
+
+def _html(args: argparse.Namespace) -> int:
+    policy = load_verify_policy(args.policy) if args.policy is not None else None
+    bundle = resolve_run(args.run, args.directory.resolve())
+    output: Path = args.output or Path(f"pox-{bundle.run_id}.html")
+    report = verify_run(
+        bundle,
+        allow_simulated=args.allow_simulated,
+        allow_incomplete=args.allow_incomplete,
+        check_files=not args.no_files,
+        check_external=args.check_external,
+        policy=policy,
+    )
+    if not args.offline:
+        from pox_executor.audit.chain_check import check_chain
+
+        requester = report.facts.get("requester")
+        check_chain(
+            bundle,
+            report,
+            chain=args.chain,
+            expected_requester=str(requester) if requester else None,
+        )
+    write_page(bundle, report, output, force=args.force)
+    verdict = "OK" if report.ok else f"FAILED ({len(report.errors)} errors)"
+    print(f"wrote {output} ({report.subject}, verification {verdict})")
+    return 0
