@@ -8,6 +8,7 @@ same recipe and package versions give the same measurement.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -17,13 +18,17 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_images import REPO, images
+from docker_images import REPO, images, require_docker
 
 from pox_executor.enclave import engine
 from pox_executor.enclave.images import (
+    archived,
     build,
     cache,
     debian,
@@ -411,3 +416,169 @@ def test_a_container_names_its_committed_expected_measurement(
         assert cache.expected_for_container(container) == ("r", committed)
     for other in ("ubuntu:22.04", "pox/cobol", "docker://other/r", ""):
         assert cache.expected_for_container(other) is None
+
+
+@pytest.fixture
+def tiny_image(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A one-layer pox image made here (a few files), imported as `pox/<unique name>`."""
+    require_docker()
+    root = tmp_path / "tiny-root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hello").write_text(f"tiny image of {tmp_path.name}\n")
+    rootfs = tmp_path / "tiny.tar"
+    measurement = tarball.write_deterministic_tar(root, rootfs)
+    name = f"tiny-{uuid.uuid4().hex[:10]}"
+    build.import_rootfs(name, None, rootfs, measurement, "0" * 64)
+    yield name, measurement
+    for tag in ("latest", measurement[:16]):
+        engine.remove_image(f"pox/{name}:{tag}")
+
+
+def _drop(name: str, measurement: str) -> None:
+    for tag in ("latest", measurement[:16]):
+        engine.remove_image(f"pox/{name}:{tag}")
+    assert engine.inspect_image(f"pox/{name}:latest") is None
+
+
+@pytest.mark.integration
+def test_export_then_import_gives_back_the_same_measurement(
+    tmp_path: Path, tiny_image: tuple[str, str]
+) -> None:
+    name, measurement = tiny_image
+    exported = tmp_path / "tiny-export.tar"
+    meta = archived.export_image(f"pox/{name}:latest", exported)
+    assert meta["measurement"] == measurement and meta["name"] == name
+    _drop(name, measurement)
+    out = subprocess.run(
+        [sys.executable, "-m", "pox_executor.cli", "images", "import", str(exported)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert measurement in out.stdout
+    inspected = engine.inspect_image(f"pox/{name}:{measurement[:16]}")
+    assert inspected is not None and engine.measurement_of(inspected) == measurement
+    assert inspected["Config"]["Labels"][build.LABEL_MEASUREMENT] == measurement
+
+
+@pytest.mark.integration
+def test_a_tampered_export_is_refused_and_nothing_is_imported(
+    tmp_path: Path, tiny_image: tuple[str, str]
+) -> None:
+    name, measurement = tiny_image
+    exported = tmp_path / "tiny-export.tar"
+    archived.export_image(f"pox/{name}:latest", exported)
+    _drop(name, measurement)
+    with tarfile.open(exported) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    altered = members["rootfs.tar"].replace(b"tiny image of", b"TINY image of")
+    assert altered != members["rootfs.tar"]
+    tampered = tmp_path / "tampered.tar"
+    with tarfile.open(tampered, "w") as tar:
+        for member_name, body in (
+            ("pox-image.json", members["pox-image.json"]),
+            ("rootfs.tar", altered),
+        ):
+            info = tarfile.TarInfo(member_name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    out = subprocess.run(
+        [sys.executable, "-m", "pox_executor.cli", "images", "import", str(tampered)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "refused" in out.stderr and measurement in out.stderr
+    assert "Traceback" not in out.stderr
+    assert engine.inspect_image(f"pox/{name}:latest") is None
+
+
+@pytest.mark.integration
+def test_fetch_by_measurement_from_a_store_and_a_wrong_blob_is_refused(
+    tmp_path: Path, tiny_image: tuple[str, str]
+) -> None:
+    name, measurement = tiny_image
+    store_dir = tmp_path / "image-store"
+    archived.export_image(f"pox/{name}:latest", store=store_dir)
+    _drop(name, measurement)
+    meta = archived.fetch_image(measurement, store_dir)
+    assert meta["name"] == name
+    inspected = engine.inspect_image(f"pox/{name}:latest")
+    assert inspected is not None and engine.measurement_of(inspected) == measurement
+    _drop(name, measurement)
+    blob = store_mod.SourceStore(store_dir).blob_path(measurement)
+    blob.write_bytes(blob.read_bytes().replace(b"tiny image of", b"TINY image of"))
+    with pytest.raises(VerificationError, match="the store was altered"):
+        archived.fetch_image(measurement, store_dir)
+    assert engine.inspect_image(f"pox/{name}:latest") is None
+    with pytest.raises(UsageError, match="holds no image"):
+        archived.fetch_image("f" * 64, store_dir)
+
+
+def _record_in_container(workdir: Path, container: str) -> Path:
+    """A one-job run recorded in-process whose rule names `container` (sim runtime)."""
+    from recorded import Step, facts_of, new_recorder
+
+    from pox_executor.enclave.runtime import JobSpec, OutputSpec
+
+    workdir.mkdir(parents=True)
+    (workdir / "Snakefile").write_text("# recorded in-process\n")
+    (workdir / "data.txt").write_text("alpha\n")
+    recorder = new_recorder(workdir)
+    recorder.record_sources(["Snakefile"], {})
+    step = Step(1, "a", ("data.txt",), ("a.txt",), "cat data.txt > a.txt")
+    facts = dataclasses.replace(facts_of(step), container=container)
+    spec = JobSpec(
+        invocation_id="inv-1",
+        command=step.command,
+        workdir=workdir,
+        outputs=(OutputSpec("a.txt"),),
+        log_path=recorder.bundle.logs_dir / "inv-1.log",
+    )
+    outcome = recorder.runtime.run(spec, threading.Event())
+    recorder.record(
+        facts,
+        outcome,
+        input_digests=recorder.hash_inputs(facts),
+        invocation_id="inv-1",
+        job_log=spec.log_path,
+    )
+    recorder.finish("succeeded", [])
+    return recorder.bundle.path
+
+
+def test_verify_warns_when_a_pox_image_is_not_the_committed_expected_measurement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pox_executor.audit.verify import verify_run
+    from pox_executor.provenance.bundle import RunBundle
+
+    images_copy = tmp_path / "enclave_images"
+    shutil.copytree(REPO / "enclave_images", images_copy)
+    monkeypatch.setenv("POX_ENCLAVE_IMAGES", str(images_copy))
+    bundle = RunBundle.load(_record_in_container(tmp_path / "run", "docker://pox/python"))
+    report = verify_run(bundle, allow_simulated=True)
+    warned = [f for f in report.findings if f.check == "image-expected"]
+    assert report.ok and len(warned) == 1, [f.render() for f in report.findings]
+    ran_in = warned[0].message.split("measurement ")[1].split(",")[0]
+    assert "enclave_images/python" in warned[0].message
+    assert f"pox images fetch {ran_in}" in warned[0].message
+    # the same run, verified with a checkout whose expected measurement is the one it ran in
+    (images_copy / "python" / cache.EXPECTED_FILE).write_text(f"{ran_in}\n")
+    again = verify_run(RunBundle.load(bundle.path), allow_simulated=True)
+    assert not [f for f in again.findings if f.check == "image-expected"]
+
+
+def test_an_offline_build_from_a_store_without_this_lock_says_what_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POX_IMAGE_CACHE", str(tmp_path / "cache"))
+    other = store_mod.SourceStore(tmp_path / "store")
+    other.write_manifest("python", "e" * 64, {"inputs": []})
+    with pytest.raises(UsageError, match="holds no inputs of pox/python") as raised:
+        build.build_image("python", offline_from=tmp_path / "store")
+    assert f"python-{'e' * 64}" in str(raised.value.hint)
+    with pytest.raises(UsageError, match="no source store at"):
+        build.build_image("python", offline_from=tmp_path / "missing")

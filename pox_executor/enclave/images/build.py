@@ -173,6 +173,7 @@ def build_locked(
         if reused is not None:
             return _maybe_write_expected(recipe, reused, write_expected)
     started = time.monotonic()
+    manifest = None if online else _offline_manifest(store, name, digest)
     debs = gather_debs(
         lock.debs,
         store,
@@ -185,7 +186,7 @@ def build_locked(
     if online:
         wheels = ensure_wheels(log)
     else:
-        manifest = _offline_manifest(store, name, digest)
+        assert manifest is not None
         recorded = str(manifest.get("measurement", "")) or None
         wheels = ensure_wheels(
             log,

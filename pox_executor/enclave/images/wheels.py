@@ -30,7 +30,7 @@ def wheels_target() -> Path:
     """The cache folder of the wheels of the current requirement and constraint files."""
     lock = requirements_file()
     key = hashlib.sha256(lock.read_bytes() + constraints_file().read_bytes()).hexdigest()[:16]
-    return cache_dir() / "wheels" / key
+    return cache_dir() / "wheels-v2" / key  # v2: tools/ kept (older builders share wheels/)
 
 
 def ensure_wheels(
