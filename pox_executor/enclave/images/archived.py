@@ -143,7 +143,8 @@ def import_image_file(path: Path, *, expect: str | None = None, store: Path | No
     try:
         archive = tarfile.open(path)
     except (OSError, tarfile.TarError) as exc:
-        raise UsageError(f"{path}: not a pox image export ({exc})") from exc
+        reason = exc.strerror if isinstance(exc, OSError) else "not a tar file"
+        raise UsageError(f"{path}: not a pox image export ({reason})") from exc
     with archive, tempfile.TemporaryDirectory(prefix="pox-import-") as tmp:
         members = {m.name: m for m in archive.getmembers()}
         if set(members) != {META, ROOTFS} or not all(m.isfile() for m in members.values()):

@@ -197,7 +197,7 @@ def open_store(location: Path) -> Iterator[SourceStore]:
     try:
         archive = tarfile.open(location)
     except tarfile.TarError as exc:
-        raise UsageError(f"{location}: not an exported source store ({exc})") from exc
+        raise UsageError(f"{location}: not an exported source store (not a tar file)") from exc
     with archive, tempfile.TemporaryDirectory(prefix="pox-store-") as tmp:
         for member in archive.getmembers():
             parts = member.name.split("/")
