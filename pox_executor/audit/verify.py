@@ -14,6 +14,8 @@ the log's signed entries (see `provenance/records.py`). Checks, each named in it
   `task-id`: a record's binding task id is the one computed from run/jobid/attempt;
 - `evidence`, `session-evidence`, `measurement`: TEE evidence under the policy (`--policy`),
   and the measurement equal to the one the builder id names (accepted measurements are listed);
+  `image-expected` (a warning): a `pox/<name>` image's measurement is not the committed
+  `enclave_images/<name>/expected-measurement`;
 - `checkpoint`, `merkle-root`, `log`, `duplicate`: the signed checkpoint covers the whole log;
 - `incomplete`: the log ends with a signed closing; without one the run was interrupted or
   truncated, which strict verification rejects (`--allow-incomplete` makes it a warning, and the
@@ -39,6 +41,7 @@ from typing import Any
 from pox_executor.audit.evidence_check import EvidenceCheck, check_evidence
 from pox_executor.audit.file_check import check_files_on_disk
 from pox_executor.audit.findings import Report
+from pox_executor.enclave.images.cache import expected_for_container
 from pox_executor.enclave.verifiers import Policy, parse_policy
 from pox_executor.errors import PoxError, UsageError, VerificationError
 from pox_executor.provenance import merkle
@@ -446,6 +449,8 @@ def _job(walk: _Walk, record: JobRecord, session: _Session, *, signer: PublicKey
             f"{record.binding.image_digest[:23]}...",
             record.where,
         )
+    if image is not None and image.sha256:
+        _check_committed_image(record, image.sha256, report)
     if record.evidence.type == "sim-report":
         walk.simulated = True
     if not record.isolated:
@@ -475,6 +480,25 @@ def _report_datasets(report: Report, record: JobRecord) -> None:
                 f"digest 0x{resource.sha256}",
                 record.where,
             )
+
+
+def _check_committed_image(record: JobRecord, measurement: str, report: Report) -> None:
+    """`image-expected`: a pox image's measurement is its recipe's committed expected one."""
+    container = next(
+        (d for d in record.dependencies if d.name == "pox:environment/container"), None
+    )
+    if container is None:
+        return
+    committed = expected_for_container(str(container.annotations.get("image", "")))
+    if committed is not None and committed[1] != measurement:
+        name, expected = committed
+        report.warn(
+            "image-expected",
+            f"the job ran in pox/{name} with measurement {measurement}, not the committed "
+            f"expected-measurement {expected} of enclave_images/{name} (an image built from "
+            f"another lock; get exactly that one back with `pox images fetch {measurement}`)",
+            record.where,
+        )
 
 
 def _report_evidence(walk: _Walk, checked: EvidenceCheck, check: str, where: str) -> None:

@@ -1,8 +1,9 @@
-"""`pox images`: build the enclave images offline and list them with their measurements.
+"""`pox images`: lock, build, list, archive and fetch back the enclave images.
 
-This module owns only argument parsing and printing; building, measuring and listing are
-`enclave.images`. Exit codes: 0 ok, 1 a build failed or (with `--check`) a measurement differs
-from the recipe's `expected-measurement`, 2 usage error.
+This module owns only argument parsing and printing; the work is `enclave.images` (`relock`,
+`build`, `store`, `archived`). Exit codes: 0 ok, 1 a build failed, a locked version cannot be
+had, an offline rebuild differs from the recorded measurement, an import was refused or (with
+`--check`) a measurement differs from the recipe's `expected-measurement`; 2 usage error.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from pox_executor.enclave.images import ImageInfo, build_image, list_images, recipe_names
+from pox_executor.enclave.images.archived import export_image, fetch_image, import_image_file
+from pox_executor.enclave.images.relock import lock_image
+from pox_executor.enclave.images.store import SourceStore, default_store, export_store
+from pox_executor.errors import UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -26,8 +32,10 @@ def register(subparsers: Any) -> None:
             "Build enclave images from enclave_images/<NAME>/recipe.json: Debian bookworm "
             "minbase by mmdebstrap with SOURCE_DATE_EPOCH, snakemake from hash-pinned wheels, a "
             "deterministic root filesystem tar, docker import. The measurement is the tar's "
-            "SHA-256 (the image's layer digest). A build with the same recipe digest and "
-            "Debian archive state is reused unless --force."
+            "SHA-256 (the image's layer digest). Exactly the versions in packages.lock are "
+            "installed, each checked by SHA-256, or the build fails naming them; every input is "
+            "archived in the source store. A build with the same recipe digest (recipe and "
+            "lock) is reused unless --force."
         ),
     )
     build.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all)")
@@ -42,9 +50,61 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="exit 1 when a measurement differs from the recipe's expected-measurement",
     )
+    build.add_argument(
+        "--offline-from",
+        type=Path,
+        metavar="STORE",
+        help="rebuild from this source store (folder or exported file) alone: no Debian "
+        "archive, no PyPI; exit 1 unless the measurement is the one the store recorded",
+    )
+    build.add_argument(
+        "--store", type=Path, metavar="DIR", help=f"source store to fill (default {_store()})"
+    )
     build.add_argument("--json", action="store_true", help="print the results as JSON")
     build.add_argument("--quiet", action="store_true", help="do not print build steps")
     build.set_defaults(handler=_build)
+    lock = commands.add_parser(
+        "lock",
+        help="re-resolve NAME against the Debian archive; rewrite packages.lock and "
+        "expected-measurement together",
+        description=(
+            "Bootstrap the recipe from the apt sources, lock the exact package versions and "
+            "file digests apt chose, archive the files in the source store, build the image "
+            "from the new lock and record its measurement. Prints what changed."
+        ),
+    )
+    lock.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all)")
+    lock.add_argument("--store", type=Path, metavar="DIR", help="source store to fill")
+    lock.add_argument("--quiet", action="store_true", help="do not print build steps")
+    lock.set_defaults(handler=_lock)
+    store = commands.add_parser("store", help="the source store of build inputs")
+    store_commands = store.add_subparsers(dest="store_command", metavar="ACTION")
+    store.set_defaults(handler=lambda args: _help(store))
+    store_export = store_commands.add_parser(
+        "export", help="write the source store (or the inputs of some images) as one file"
+    )
+    store_export.add_argument("names", nargs="*", metavar="NAME", help="only these images")
+    store_export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    store_export.add_argument("--store", type=Path, metavar="DIR", help="the store to export")
+    store_export.set_defaults(handler=_store_export)
+    export = commands.add_parser(
+        "export", help="archive an image by measurement: one file (-o) and/or a store (--store)"
+    )
+    export.add_argument("image", metavar="IMAGE", help="name (python), tag or measurement")
+    export.add_argument("-o", "--output", type=Path, metavar="FILE")
+    export.add_argument("--store", type=Path, metavar="DIR")
+    export.set_defaults(handler=_export)
+    imp = commands.add_parser(
+        "import", help="import an exported image; refused unless its content is its measurement"
+    )
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument("--expect", metavar="MEASUREMENT", help="refuse any other measurement")
+    imp.add_argument("--store", type=Path, metavar="DIR", help="also archive it in this store")
+    imp.set_defaults(handler=_import)
+    fetch = commands.add_parser("fetch", help="import the image with this measurement from a store")
+    fetch.add_argument("measurement", metavar="MEASUREMENT")
+    fetch.add_argument("--from", dest="store", type=Path, metavar="STORE", help="store folder")
+    fetch.set_defaults(handler=_fetch)
     listing = commands.add_parser("list", help="list the pox images the engine holds")
     listing.add_argument("--json", action="store_true", help="print as JSON")
     listing.add_argument(
@@ -62,6 +122,10 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _store() -> Path:
+    return default_store()
+
+
 def _build(args: argparse.Namespace) -> int:
     names = list(args.names) or recipe_names()
     results: list[ImageInfo] = []
@@ -72,6 +136,8 @@ def _build(args: argparse.Namespace) -> int:
                 force=args.force,
                 write_expected=args.write_expected,
                 log=(lambda _: None) if args.quiet else _log,
+                offline_from=args.offline_from,
+                store=args.store,
             )
         )
     if args.json:
@@ -86,7 +152,64 @@ def _build(args: argparse.Namespace) -> int:
             f"with enclave_images/{r.name}/packages.lock)",
             file=sys.stderr,
         )
-    return 1 if args.check and mismatched else 0
+    differing = False
+    for r in results:
+        recorded = r.extra.get("recorded_measurement")
+        if recorded is None:
+            continue
+        if recorded == r.measurement:
+            print(f"{r.name}: rebuilt from the store alone: the recorded measurement, bit for bit")
+        else:
+            differing = True
+            print(
+                f"{r.name}: rebuilt from the store alone: {r.measurement} differs from the "
+                f"recorded {recorded}",
+                file=sys.stderr,
+            )
+    return 1 if differing or (args.check and mismatched) else 0
+
+
+def _lock(args: argparse.Namespace) -> int:
+    for name in list(args.names) or recipe_names():
+        result = lock_image(name, log=(lambda _: None) if args.quiet else _log, store=args.store)
+        state = "changed" if result.changed else "unchanged"
+        print(f"pox/{name}: lock {state}")
+        for line in result.summary():
+            print(line)
+        if result.lock_diff:
+            print(result.lock_diff, end="")
+    return 0
+
+
+def _store_export(args: argparse.Namespace) -> int:
+    store = SourceStore(args.store or default_store())
+    manifests = None
+    if args.names:
+        manifests = [p for p in store.manifests() if p.stem.rsplit("-", 1)[0] in args.names]
+        if not manifests:
+            raise UsageError(f"source store {store.root} holds no build of {', '.join(args.names)}")
+    count = export_store(store, args.output, manifests)
+    print(f"wrote {args.output}: {count} files of source store {store.root}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    meta = export_image(args.image, args.output, args.store)
+    where = " and ".join(str(w) for w in (args.output, args.store) if w is not None)
+    print(f"exported pox/{meta['name']} measurement {meta['measurement']} to {where}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    measurement = import_image_file(args.file, expect=args.expect, store=args.store)
+    print(f"imported {args.file}: measurement {measurement} (recomputed, matches)")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    meta = fetch_image(args.measurement, args.store or default_store())
+    print(f"fetched pox/{meta['name']} measurement {meta['measurement']}")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

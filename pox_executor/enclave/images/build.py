@@ -10,27 +10,40 @@ job user, environment and `org.pox.*` labels, checks that the engine kept the ta
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pox_executor.enclave import engine
 from pox_executor.enclave.engine import JOB_UID
 from pox_executor.enclave.images import cache
-from pox_executor.enclave.images.archive import archive_state
+from pox_executor.enclave.images.debian import LockUnsatisfiable, gather_debs, write_local_repo
+from pox_executor.enclave.images.lockfile import ImageLock, read_lock
 from pox_executor.enclave.images.recipes import (
     IMAGE_REPOSITORY,
     Recipe,
+    constraints_file,
     images_dir,
     load_recipe,
+    lock_path,
     mirrors,
     recipe_digest,
+    requirements_file,
 )
 from pox_executor.enclave.images.rootfs import build_rootfs
 from pox_executor.enclave.images.steps import Log, quiet
-from pox_executor.errors import EnclaveError
+from pox_executor.enclave.images.store import (
+    SourceStore,
+    StoredInput,
+    default_store,
+    manifest_inputs,
+    open_store,
+)
+from pox_executor.enclave.images.wheels import ensure_wheels, python_inputs
+from pox_executor.errors import EnclaveError, UsageError
 from pox_executor.primitives import sha256_file
 
 LABEL_NAME = "org.pox.image"
@@ -111,58 +124,95 @@ def build_image(
     force: bool = False,
     log: Log = quiet,
     write_expected: bool = False,
+    offline_from: Path | None = None,
+    store: Path | None = None,
 ) -> ImageInfo:
-    """Build (or reuse) `pox/<name>`; return its measurement, size and contents.
+    """Build (or reuse) `pox/<name>` from its lock; return its measurement, size and contents.
 
-    Reuse happens when the engine or the cache holds a build with the same recipe digest made
-    from the same archive state; `force` always rebuilds (what an auditor does).
+    Reuse happens when the engine or the cache holds a build with the same recipe digest (which
+    covers the lock); `force` always rebuilds (what an auditor does). Online, the locked files
+    come from the source store `store` (default `default_store()`) or the apt sources, and every
+    input is archived in that store. With `offline_from` (a store folder or exported file) they
+    come from there alone, and the build always runs.
     """
     recipe = load_recipe(name)
     with cache.build_lock(name):
-        return _build_locked(recipe, force=force, log=log, write_expected=write_expected)
+        if offline_from is not None:
+            with open_store(offline_from) as source:
+                return build_locked(
+                    recipe, source, online=False, force=True, log=log, write_expected=write_expected
+                )
+        target = SourceStore(store or default_store())
+        return build_locked(
+            recipe, target, online=True, force=force, log=log, write_expected=write_expected
+        )
 
 
 def build_images(names: Iterable[str], **kwargs: Any) -> list[ImageInfo]:
     return [build_image(name, **kwargs) for name in names]
 
 
-def _build_locked(recipe: Recipe, *, force: bool, log: Log, write_expected: bool) -> ImageInfo:
+def build_locked(
+    recipe: Recipe,
+    store: SourceStore,
+    *,
+    online: bool,
+    force: bool,
+    log: Log,
+    write_expected: bool,
+) -> ImageInfo:
+    """One build under the image's build lock (callers hold it)."""
     name = recipe.name
-    lines = mirrors()
-    digest = recipe_digest(recipe, lines)
-    state = archive_state(lines)
+    lock_file = lock_path(recipe)
+    lock = read_lock(lock_file, name)
+    digest = recipe_digest(recipe)
     entry = cache.build_entry(name, digest)
     record = cache.load_record(entry)
-    reusable = (
-        record is not None and not force and (state is None or record.get("archive_state") == state)
-    )
-    if reusable and record is not None:
-        measurement = str(record["measurement"])
-        inspected = engine.inspect_image(recipe.tag)
-        if inspected is None or engine.measurement_of(inspected) != measurement:
-            tar_path = entry / "rootfs.tar"
-            if tar_path.is_file() and sha256_file(tar_path) == measurement:
-                log(f"{name}: importing cached root filesystem {measurement[:16]}")
-                _import(recipe, tar_path, measurement, digest)
-                inspected = engine.inspect_image(recipe.tag)
-            else:
-                reusable = False
-        if reusable and inspected is not None:
-            log(f"{name}: up to date ({measurement[:16]}, recipe {digest[:12]})")
-            info = _info_from_inspect(inspected, cached=True)
-            return _maybe_write_expected(recipe, info, record, write_expected)
+    if online and not force and record is not None:
+        reused = _reuse(recipe, entry, record, digest, log)
+        if reused is not None:
+            return _maybe_write_expected(recipe, reused, write_expected)
     started = time.monotonic()
-    measurement, packages, tar_path = build_rootfs(recipe, entry, log)
+    manifest = None if online else _offline_manifest(store, name, digest)
+    debs = gather_debs(
+        lock.debs,
+        store,
+        mirrors() if online else None,
+        image=name,
+        lock_path=str(lock_file),
+        log=log,
+    )
+    recorded: str | None = None
+    if online:
+        wheels = ensure_wheels(log)
+    else:
+        assert manifest is not None
+        recorded = str(manifest.get("measurement", "")) or None
+        wheels = ensure_wheels(
+            log,
+            find_links=_materialize_python(store, manifest, entry / "offline-python"),
+            target=entry / "offline-wheels",
+        )
+    repo_line = write_local_repo(lock.debs, debs, entry / "repo")
+    try:
+        measurement, packages, tar_path = build_rootfs(
+            recipe, lock, repo_line, wheels / "wheels", entry, log
+        )
+    finally:
+        for scratch in ("repo", "offline-python", "offline-wheels"):
+            shutil.rmtree(entry / scratch, ignore_errors=True)
+    if online:
+        _archive_inputs(store, recipe, lock, digest, measurement, wheels)
     _import(recipe, tar_path, measurement, digest)
     seconds = round(time.monotonic() - started, 1)
     record = {
         "name": name,
         "measurement": measurement,
         "recipe_digest": digest,
-        "archive_state": state,
         "packages": packages,
         "build_seconds": seconds,
         "size_bytes": tar_path.stat().st_size,
+        "offline": not online,
     }
     cache.save_record(entry, record)
     cache.prune_other_builds(entry)
@@ -171,45 +221,140 @@ def _build_locked(recipe: Recipe, *, force: bool, log: Log, write_expected: bool
         raise EnclaveError(f"{recipe.tag} was imported but the engine does not list it")
     log(f"{name}: built {measurement[:16]} in {seconds:.0f} s")
     info = _info_from_inspect(inspected, build_seconds=seconds, cached=False)
-    return _maybe_write_expected(recipe, info, record, write_expected)
+    if recorded is not None:
+        info.extra["recorded_measurement"] = recorded
+    return _maybe_write_expected(recipe, info, write_expected)
 
 
-def _maybe_write_expected(
-    recipe: Recipe, info: ImageInfo, record: dict[str, Any], write: bool
-) -> ImageInfo:
+def _reuse(
+    recipe: Recipe, entry: Path, record: dict[str, Any], digest: str, log: Log
+) -> ImageInfo | None:
+    measurement = str(record["measurement"])
+    inspected = engine.inspect_image(recipe.tag)
+    if inspected is None or engine.measurement_of(inspected) != measurement:
+        tar_path = entry / "rootfs.tar"
+        if not (tar_path.is_file() and sha256_file(tar_path) == measurement):
+            return None
+        log(f"{recipe.name}: importing cached root filesystem {measurement[:16]}")
+        _import(recipe, tar_path, measurement, digest)
+        inspected = engine.inspect_image(recipe.tag)
+        if inspected is None:
+            return None
+    log(f"{recipe.name}: up to date ({measurement[:16]}, recipe {digest[:12]})")
+    return _info_from_inspect(inspected, cached=True)
+
+
+def _offline_manifest(store: SourceStore, name: str, digest: str) -> dict[str, Any]:
+    manifest = store.read_manifest(name, digest)
+    if manifest is None:
+        held = [p.stem for p in store.manifests()]
+        raise UsageError(
+            f"source store {store.root} holds no inputs of pox/{name} at recipe digest "
+            f"{digest[:16]}... (the recipe, lock and requirement files of this checkout)",
+            hint="it holds: "
+            + (", ".join(held) if held else "nothing")
+            + "; check out the commit the store was made from",
+        )
+    return manifest
+
+
+def _materialize_python(store: SourceStore, manifest: dict[str, Any], folder: Path) -> Path:
+    """The manifest's Python files, checked against their SHA-256, under their own names."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    missing: list[str] = []
+    for item in manifest_inputs(manifest):
+        if item.kind == "deb":
+            continue
+        blob = store.verified_blob(item.sha256)
+        if blob is None:
+            missing.append(f"  {item.filename} (sha256 {item.sha256[:16]}...)")
+            continue
+        shutil.copyfile(blob, folder / item.filename)
+    if missing:
+        raise LockUnsatisfiable(
+            f"source store {store.root} lacks {len(missing)} Python file(s) of the lock:\n"
+            + "\n".join(missing)
+        )
+    return folder
+
+
+def _archive_inputs(
+    store: SourceStore,
+    recipe: Recipe,
+    lock: ImageLock,
+    digest: str,
+    measurement: str,
+    wheels: Path,
+) -> None:
+    """Every input of the build into the store, with the manifest that names them."""
+    inputs = [StoredInput("deb", d.filename, d.sha256, d.size_bytes) for d in lock.debs]
+    for kind, path in python_inputs(wheels):
+        sha = store.put_file(path)
+        inputs.append(StoredInput(kind, path.name, sha, path.stat().st_size))
+    files = {
+        "recipe.json": (recipe.directory / "recipe.json").read_text(),
+        "packages.lock": lock_path(recipe).read_text(),
+        "snakemake-requirements.txt": requirements_file().read_text(),
+        "build-constraints.txt": constraints_file().read_text(),
+    }
+    store.write_manifest(
+        recipe.name,
+        digest,
+        {
+            "image": recipe.name,
+            "recipe_digest": digest,
+            "measurement": measurement,
+            "files": files,
+            "inputs": [i.to_json() for i in inputs],
+        },
+    )
+
+
+def _maybe_write_expected(recipe: Recipe, info: ImageInfo, write: bool) -> ImageInfo:
     if not write:
         return info
-    packages = [str(p) for p in record.get("packages", [])]
-    cache.write_expected(recipe, info.measurement, info.recipe_digest, packages)
-    return ImageInfo(**{**info.__dict__, "expected": info.measurement})
+    cache.write_expected(recipe, info.measurement, info.recipe_digest)
+    return replace(info, expected=info.measurement)
 
 
 def _import(recipe: Recipe, tar_path: Path, measurement: str, digest: str) -> None:
-    """`docker import` the tar as `pox/<name>:latest` and `:<measurement prefix>`; check it."""
+    import_rootfs(recipe.name, recipe, tar_path, measurement, digest)
+
+
+def import_rootfs(
+    name: str, recipe: Recipe | None, tar_path: Path, measurement: str, digest: str
+) -> None:
+    """`docker import` the tar as `pox/<name>:latest` and `:<measurement prefix>`; check it.
+
+    `recipe` gives the image's extra environment; None for an image whose recipe this checkout
+    does not have (an imported archive).
+    """
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG": "C.UTF-8",
         "HOME": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
-        **recipe.env,
+        **(recipe.env if recipe is not None else {}),
     }
     changes = [f"ENV {key}={env[key]}" for key in sorted(env)]
     changes += [
         f"USER {JOB_UID}:{JOB_UID}",
         "WORKDIR /tmp",
-        f"LABEL {LABEL_NAME}={recipe.name}",
+        f"LABEL {LABEL_NAME}={name}",
         f"LABEL {LABEL_MEASUREMENT}={measurement}",
         f"LABEL {LABEL_RECIPE}={digest}",
     ]
-    repository = f"{IMAGE_REPOSITORY}/{recipe.name}"
-    previous = engine.inspect_image(recipe.tag)
+    repository = f"{IMAGE_REPOSITORY}/{name}"
+    tag = f"{repository}:latest"
+    previous = engine.inspect_image(tag)
     engine.import_image(tar_path, repository, "latest", changes)
-    engine.tag_image(recipe.tag, repository, measurement[:16])
-    inspected = engine.inspect_image(recipe.tag)
+    engine.tag_image(tag, repository, measurement[:16])
+    inspected = engine.inspect_image(tag)
     if inspected is None or engine.measurement_of(inspected) != measurement:
         got = engine.measurement_of(inspected) if inspected else "nothing"
         raise EnclaveError(
-            f"docker import of {recipe.name}: layer digest {got} is not the tar's {measurement}"
+            f"docker import of {name}: layer digest {got} is not the tar's {measurement}"
         )
     if previous is not None and previous.get("Id") != inspected.get("Id"):
         # The superseded import; left in place if a container still uses it or it is tagged.

@@ -4,7 +4,8 @@ Builds are cached under `POX_IMAGE_CACHE` (default `/var/cache/pox-images`, outs
 repository): `<cache>/<name>/<recipe digest>/` holds `build.json` (measurement, archive state,
 package manifest, build time) and `rootfs.tar`; only the newest build of each image is kept.
 `<cache>/<name>/.lock` serializes the builds of one image on this machine. Beside each recipe,
-`expected-measurement` and `packages.lock` record the measurement and contents of our last build.
+`expected-measurement` records the measurement of a build of its `packages.lock` (see
+`lockfile`); `expected_for_container` gives it to `pox verify`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pox_executor.enclave.images.recipes import Recipe
+from pox_executor.enclave.images.recipes import IMAGE_REPOSITORY, Recipe, images_dir, recipe_names
 
 DEFAULT_CACHE = Path("/var/cache/pox-images")
 EXPECTED_FILE = "expected-measurement"
@@ -79,21 +80,40 @@ def read_expected(path: Path) -> str | None:
     """The measurement in an `expected-measurement` file (the first non-comment word)."""
     if not path.is_file():
         return None
-    for line in path.read_text().splitlines():
+    return read_expected_text(path.read_text())
+
+
+def read_expected_text(text: str | None) -> str | None:
+    for line in (text or "").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             return line.split()[0]
     return None
 
 
-def write_expected(
-    recipe: Recipe, measurement: str, recipe_digest: str, packages: list[str]
-) -> None:
-    """Record a build as the recipe's reference: `expected-measurement` and `packages.lock`."""
+def write_expected(recipe: Recipe, measurement: str, recipe_digest: str) -> None:
+    """Record a build of the current lock as the recipe's reference `expected-measurement`."""
     (recipe.directory / EXPECTED_FILE).write_text(
         f"{measurement}\n"
         f"# sha256 of the root filesystem tar of pox/{recipe.name} (its only layer digest),\n"
         f"# built by `pox images build {recipe.name}` from recipe digest {recipe_digest}\n"
-        f"# with the Debian package versions in {PACKAGES_FILE}.\n"
+        f"# with exactly the packages in {PACKAGES_FILE}.\n"
     )
-    (recipe.directory / PACKAGES_FILE).write_text("\n".join(str(p) for p in packages) + "\n")
+
+
+def expected_for_container(container: str) -> tuple[str, str] | None:
+    """(name, committed expected measurement) when a rule's `container:` names a pox image.
+
+    `pox/python`, `pox/python:latest` or `docker://pox/python` name the recipe `python`; the
+    expected measurement is the one in this checkout's `enclave_images/python`. None otherwise.
+    """
+    reference = container.strip().removeprefix("docker://")
+    repository = reference.split("@", 1)[0].rsplit(":", 1)[0] if "/" in reference else reference
+    prefix = f"{IMAGE_REPOSITORY}/"
+    if not repository.startswith(prefix):
+        return None
+    name = repository.removeprefix(prefix)
+    if name not in recipe_names():
+        return None
+    expected = read_expected(images_dir() / name / EXPECTED_FILE)
+    return (name, expected) if expected else None

@@ -1,9 +1,9 @@
 """Enclave image recipes: `enclave_images/<name>/recipe.json` and the digest of what a build uses.
 
 A recipe names the Debian packages, the version check and extra environment of one image. The
-recipe digest is a SHA-256 over everything that decides an image's content except the state of
-the Debian archive (see `archive`): the recipe, the wheel lock, the build constraints, the apt
-sources, the dpkg path filters, `SOURCE_DATE_EPOCH` and the builder version.
+recipe digest is a SHA-256 over everything that decides an image's content: the recipe, its
+`packages.lock`, the wheel lock, the build constraints, the dpkg path filters,
+`SOURCE_DATE_EPOCH` and the builder version.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import rfc8785
 
 from pox_executor.errors import UsageError
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3  # 3: built from the locked files only, through a local repository
 SOURCE_DATE_EPOCH = 1700000000  # 2023-11-14T22:13:20Z; every file in an image has this mtime
 IMAGE_REPOSITORY = "pox"
 DEFAULT_MIRRORS = (
@@ -105,15 +104,24 @@ def constraints_file() -> Path:
     return images_dir() / "build-constraints.txt"
 
 
-def recipe_digest(recipe: Recipe, mirror_lines: Sequence[str] | None = None) -> str:
-    """SHA-256 over everything that decides the image's content, except the archive's state."""
+def lock_path(recipe: Recipe) -> Path:
+    return recipe.directory / "packages.lock"
+
+
+def recipe_digest(recipe: Recipe) -> str:
+    """SHA-256 over everything that decides the image's content: recipe, lock and builder.
+
+    The apt sources are not part of it: a build installs the locked files, checked by SHA-256,
+    wherever they came from.
+    """
+    lock = lock_path(recipe)
     document: dict[str, Any] = {
         "builder": BUILDER_VERSION,
         "source_date_epoch": SOURCE_DATE_EPOCH,
         "recipe": (recipe.directory / "recipe.json").read_text(),
+        "lock": lock.read_text() if lock.is_file() else "",
         "requirements": requirements_file().read_text(),
         "constraints": constraints_file().read_text(),
-        "mirrors": list(mirror_lines if mirror_lines is not None else mirrors()),
         "dpkg_filters": list(DPKG_FILTERS),
     }
     return hashlib.sha256(rfc8785.dumps(document)).hexdigest()

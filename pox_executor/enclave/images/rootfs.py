@@ -16,7 +16,9 @@ from pathlib import Path
 
 from pox_executor.enclave.engine import JOB_UID, JOB_USER
 from pox_executor.enclave.images.cache import cache_dir
+from pox_executor.enclave.images.lockfile import ImageLock, LockedDeb
 from pox_executor.enclave.images.recipes import (
+    DEFAULT_MIRRORS,
     DPKG_FILTERS,
     SOURCE_DATE_EPOCH,
     Recipe,
@@ -24,8 +26,9 @@ from pox_executor.enclave.images.recipes import (
 )
 from pox_executor.enclave.images.steps import Log, run_step
 from pox_executor.enclave.images.tarball import write_deterministic_tar
-from pox_executor.enclave.images.wheels import SITE_DIR, ensure_wheels, install_wheels
+from pox_executor.enclave.images.wheels import SITE_DIR, install_wheels
 from pox_executor.errors import EnclaveError
+from pox_executor.primitives import sha256_file
 
 # Files whose content depends on when or where the build ran, not on what was installed.
 VOLATILE = (
@@ -100,52 +103,124 @@ def _compile_site(rootfs: Path, log: Log) -> None:
     )
 
 
-def _dpkg_manifest(rootfs: Path) -> list[str]:
+def _dpkg_manifest(rootfs: Path) -> list[tuple[str, str, str]]:
+    """(name, version, architecture) of every package dpkg installed in `rootfs`, sorted."""
     out = subprocess.run(
-        ["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}=${Version}\n"],
+        [
+            "dpkg-query",
+            f"--admindir={rootfs}/var/lib/dpkg",
+            "-W",
+            "-f",
+            "${Package} ${Version} ${Architecture}\n",
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return sorted(line for line in out.splitlines() if line)
+    rows = [tuple(line.split(" ")) for line in out.splitlines() if line]
+    return sorted((r[0], r[1], r[2]) for r in rows if len(r) == 3)
 
 
-def build_rootfs(recipe: Recipe, entry: Path, log: Log) -> tuple[str, list[str], Path]:
-    """mmdebstrap + wheels + scrub + deterministic tar; returns (measurement, manifest, tar)."""
-    if os.geteuid() != 0:
-        raise EnclaveError(
-            "building an enclave image needs root (mmdebstrap --mode=root, docker import)",
-            hint="run `pox images build` as root",
-        )
-    if shutil.which("mmdebstrap") is None:
-        raise EnclaveError("mmdebstrap is not installed", hint="apt-get install mmdebstrap")
-    wheels = ensure_wheels(log) / "wheels"
-    entry.mkdir(parents=True, exist_ok=True)
-    rootfs = entry / "rootfs"
-    shutil.rmtree(rootfs, ignore_errors=True)
-    debs = cache_dir() / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH), "LC_ALL": "C.UTF-8"}
-    argv = [
+def _mmdebstrap(
+    recipe_packages: list[str], variant: str, rootfs: Path, sources: list[str], hooks: list[str]
+) -> list[str]:
+    return [
         "mmdebstrap",
-        "--variant=minbase",
+        f"--variant={variant}",
         "--mode=root",
         "--format=directory",
         '--aptopt=Apt::Install-Recommends "false"',
         *(f"--dpkgopt={f}" for f in DPKG_FILTERS),
-        f"--include={','.join(recipe.packages)}",
+        f"--include={','.join(recipe_packages)}",
         "--skip=essential/unlink",
-        f'--setup-hook=mkdir -p "$1"/var/cache/apt/archives/ && '
-        f"find {debs} -maxdepth 1 -name '*.deb' -exec cp -t \"$1\"/var/cache/apt/archives/ {{}} +",
-        f"--customize-hook=find \"$1\"/var/cache/apt/archives -maxdepth 1 -name '*.deb' "
-        f"-exec cp -n -t {debs} {{}} +",
+        *hooks,
         "bookworm",
         str(rootfs),
-        *mirrors(),
+        *sources,
     ]
-    run_step(argv, log, env=env)
-    packages = _dpkg_manifest(rootfs)
-    packages += [f"pypi:{w}" for w in install_wheels(wheels, rootfs)]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH), "LC_ALL": "C.UTF-8"}
+
+
+def resolve_debian(recipe: Recipe, work: Path, log: Log) -> list[tuple[LockedDeb, Path]]:
+    """Resolve the recipe against the apt sources: every package and the .deb apt fetched.
+
+    A throw-away minbase bootstrap from the real archive (apt checks the archive's signatures);
+    the .debs apt downloaded are kept, hashed and returned for the new lock.
+    """
+    require_mmdebstrap()
+    rootfs, staged = work / "rootfs", work / "debs"
+    shutil.rmtree(work, ignore_errors=True)
+    staged.mkdir(parents=True)
+    seed = cache_dir() / "debs"  # .debs of earlier resolutions, so apt need not fetch them again
+    seed.mkdir(parents=True, exist_ok=True)
+    hooks = [
+        f'--setup-hook=mkdir -p "$1"/var/cache/apt/archives/ && '
+        f"find {seed} -maxdepth 1 -name '*.deb' -exec cp -t \"$1\"/var/cache/apt/archives/ {{}} +",
+        f"--customize-hook=find \"$1\"/var/cache/apt/archives -maxdepth 1 -name '*.deb' "
+        f"-exec cp -t {staged} {{}} + && cp -n -t {seed} {staged}/*.deb",
+    ]
+    argv = _mmdebstrap(list(recipe.packages), "minbase", rootfs, list(mirrors()), hooks)
+    run_step(argv, log, env=_env())
+    resolved: list[tuple[LockedDeb, Path]] = []
+    for name, version, arch in _dpkg_manifest(rootfs):
+        probe = LockedDeb(name, version, arch, "", 0)
+        path = staged / probe.filename
+        if not path.is_file():
+            raise EnclaveError(
+                f"resolving pox/{recipe.name}: apt installed {name}={version} ({arch}) "
+                f"but its .deb is not among the downloaded files ({staged})"
+            )
+        deb = LockedDeb(name, version, arch, sha256_file(path), path.stat().st_size)
+        resolved.append((deb, path))
+    shutil.rmtree(rootfs, ignore_errors=True)
+    return resolved
+
+
+def require_mmdebstrap() -> None:
+    if shutil.which("mmdebstrap") is None:
+        raise EnclaveError("mmdebstrap is not installed", hint="apt-get install mmdebstrap")
+
+
+def build_rootfs(
+    recipe: Recipe, lock: ImageLock, repo_line: str, wheels: Path, entry: Path, log: Log
+) -> tuple[str, list[str], Path]:
+    """Build the image's root filesystem from the local repository; (measurement, pins, tar).
+
+    mmdebstrap sees only the locked files (essential set, plus every locked package named),
+    so the result is the lock or a failure; what dpkg installed is compared with the lock, and
+    the wheels installed with the lock's `pypi:` lines when it has them.
+    """
+    require_mmdebstrap()
+    entry.mkdir(parents=True, exist_ok=True)
+    rootfs = entry / "rootfs"
+    shutil.rmtree(rootfs, ignore_errors=True)
+    names = [d.name for d in lock.debs]
+    run_step(_mmdebstrap(names, "essential", rootfs, [repo_line], []), log, env=_env())
+    installed = _dpkg_manifest(rootfs)
+    locked = sorted((d.name, d.version, d.arch) for d in lock.debs)
+    if installed != locked:
+        extra = sorted(set(installed) - set(locked))
+        missing = sorted(set(locked) - set(installed))
+        raise EnclaveError(
+            f"pox/{recipe.name}: dpkg installed other packages than the lock names "
+            f"(not locked: {extra or 'none'}; locked but not installed: {missing or 'none'})",
+            hint=f"the recipe changed since the lock was made: pox images lock {recipe.name}",
+        )
+    (rootfs / "etc/apt/sources.list").write_text("\n".join(DEFAULT_MIRRORS) + "\n")
+    python = install_wheels(wheels, rootfs)
+    if lock.pypi and sorted(python) != list(lock.pypi):
+        raise EnclaveError(
+            f"pox/{recipe.name}: the wheels installed ({len(python)}) are not the lock's "
+            f"pypi: lines ({len(lock.pypi)}): only installed "
+            f"{sorted(set(python) - set(lock.pypi))}, only locked "
+            f"{sorted(set(lock.pypi) - set(python))}",
+            hint="snakemake-requirements.txt changed since the lock was made: "
+            f"pox images lock {recipe.name}",
+        )
+    packages = [f"{n}={v}" for n, v, _ in installed] + [f"pypi:{w}" for w in sorted(python)]
     _add_job_user(rootfs)
     _scrub(rootfs)
     _compile_site(rootfs, log)

@@ -26,39 +26,40 @@ from pox_executor.enclave.images.steps import Log, quiet, run_step
 SITE_DIR = "opt/pox/site-packages"
 
 
-def ensure_wheels(log: Log = quiet) -> Path:
-    """Wheels of every line of snakemake-requirements.txt, downloaded once (hashes checked)."""
+def wheels_target() -> Path:
+    """The cache folder of the wheels of the current requirement and constraint files."""
     lock = requirements_file()
     key = hashlib.sha256(lock.read_bytes() + constraints_file().read_bytes()).hexdigest()[:16]
-    target = cache_dir() / "wheels" / key
-    done = target / ".complete"
+    return cache_dir() / "wheels-v2" / key  # v2: tools/ kept (older builders share wheels/)
+
+
+def ensure_wheels(
+    log: Log = quiet, *, find_links: Path | None = None, target: Path | None = None
+) -> Path:
+    """Wheels of every line of snakemake-requirements.txt, fetched once (hashes checked).
+
+    From PyPI, or with `find_links` from that folder alone (`pip --no-index`). `target/downloads`
+    and `target/tools` keep what was fetched (the build's Python inputs), `target/wheels` the
+    wheels to unpack.
+    """
+    target = target or wheels_target()
+    done = target / ".complete-v2"  # v2: the build tools are kept in tools/
     if done.exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
-    downloads = target / "downloads"
-    wheels = target / "wheels"
-    downloads.mkdir(parents=True)
-    wheels.mkdir()
+    downloads, tools, wheels = target / "downloads", target / "tools", target / "wheels"
+    for folder in (downloads, tools, wheels):
+        folder.mkdir(parents=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    run_step(
-        [
-            *pip,
-            "download",
-            "-q",
-            "--no-deps",
-            "--require-hashes",
-            "-r",
-            str(lock),
-            "-d",
-            str(downloads),
-        ],
-        log,
-    )
+    source = ["--no-index", "--find-links", str(find_links)] if find_links else []
+    fetch = [*pip, "download", "-q", "--no-deps", "--require-hashes", *source]
+    run_step([*fetch, "-r", str(requirements_file()), "-d", str(downloads)], log)
     sdists = [item for item in sorted(downloads.iterdir()) if not item.name.endswith(".whl")]
     for item in sorted(downloads.iterdir()):
         if item.name.endswith(".whl"):
             shutil.copy2(item, wheels / item.name)
     if sdists:  # PyPI has no wheel for these: build them with the pinned build tools
+        run_step([*fetch, "-r", str(constraints_file()), "-d", str(tools)], log)
         venv = target / "buildenv"
         run_step([sys.executable, "-m", "venv", str(venv)], log)
         build_pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
@@ -69,6 +70,9 @@ def ensure_wheels(log: Log = quiet) -> Path:
                 "-q",
                 "--no-deps",
                 "--require-hashes",
+                "--no-index",
+                "--find-links",
+                str(tools),
                 "-r",
                 str(constraints_file()),
             ],
@@ -84,6 +88,7 @@ def ensure_wheels(log: Log = quiet) -> Path:
                     "-q",
                     "--no-deps",
                     "--no-build-isolation",
+                    "--no-index",
                     "-w",
                     str(wheels),
                     str(item),
@@ -93,6 +98,15 @@ def ensure_wheels(log: Log = quiet) -> Path:
             )
     done.write_text("ok\n")
     return target
+
+
+def python_inputs(target: Path) -> list[tuple[str, Path]]:
+    """(kind, file) of every Python file a build fetched: `python` packages, `build-tool`s."""
+    found = [("python", p) for p in sorted((target / "downloads").iterdir())]
+    tools = target / "tools"
+    if tools.is_dir():
+        found += [("build-tool", p) for p in sorted(tools.iterdir())]
+    return found
 
 
 def install_wheels(wheel_dir: Path, rootfs: Path) -> list[str]:
