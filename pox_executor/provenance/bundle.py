@@ -292,7 +292,10 @@ class WriterLock:
 
 
 def list_runs(workdir: Path) -> list[RunBundle]:
-    """Every readable run under workdir/.pox/runs, oldest first (run ids sort by time)."""
+    """Every readable run under workdir/.pox/runs, oldest first.
+
+    Run ids sort by time only to the second (then a random suffix), so two runs started in the
+    same second are ordered by their creation time, to the microsecond."""
     root = runs_root(workdir)
     if not root.is_dir():
         return []
@@ -303,7 +306,17 @@ def list_runs(workdir: Path) -> list[RunBundle]:
                 out.append(RunBundle.load(child))
             except BundleError:
                 continue
-    return out
+    return sorted(out, key=_creation_order)
+
+
+def _creation_order(bundle: RunBundle) -> tuple[str, datetime, str]:
+    try:
+        created = datetime.fromisoformat(bundle.index.created)
+    except ValueError:
+        created = datetime.min.replace(tzinfo=UTC)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return bundle.run_id[:16], created, bundle.run_id
 
 
 def resolve_run(run: str | None, workdir: Path | None = None) -> RunBundle:
