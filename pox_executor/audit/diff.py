@@ -184,7 +184,14 @@ def _causes(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, list[str]]:
         for k in sorted(set(a["params"]) | set(b["params"]))
         if a["params"].get(k) != b["params"].get(k)
     ]
-    code = _changed(_by_name(a["code"]), _by_name(b["code"]))
+    # a prepared `script:` file is Snakemake's preamble (the job's inputs, outputs, params...
+    # pickled) in front of the script, whose own file is a code entry of its own: it changes
+    # with every input, so it names no cause the other entries do not name already
+    code = [
+        c
+        for c in _changed(_by_name(a["code"]), _by_name(b["code"]))
+        if not c.startswith("pox:prepared-script/")
+    ]
     if "pox:shell-command" in code and _explained_by_params(a, b, params):
         code.remove("pox:shell-command")
     if code:
