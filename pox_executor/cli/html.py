@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pox_executor.audit.html import write_page
-from pox_executor.audit.verify import load_verify_policy, verify_run
-from pox_executor.provenance.bundle import resolve_run
+from pox_executor.cli.runs import verified_run
 
 
 def register(subparsers: Any) -> None:
@@ -43,27 +42,8 @@ def register(subparsers: Any) -> None:
 
 
 def _html(args: argparse.Namespace) -> int:
-    policy = load_verify_policy(args.policy) if args.policy is not None else None
-    bundle = resolve_run(args.run, args.directory.resolve())
+    bundle, report = verified_run(args)
     output: Path = args.output or Path(f"pox-{bundle.run_id}.html")
-    report = verify_run(
-        bundle,
-        allow_simulated=args.allow_simulated,
-        allow_incomplete=args.allow_incomplete,
-        check_files=not args.no_files,
-        check_external=args.check_external,
-        policy=policy,
-    )
-    if not args.offline:
-        from pox_executor.audit.chain_check import check_chain
-
-        requester = report.facts.get("requester")
-        check_chain(
-            bundle,
-            report,
-            chain=args.chain,
-            expected_requester=str(requester) if requester else None,
-        )
     write_page(bundle, report, output, force=args.force)
     verdict = "OK" if report.ok else f"FAILED ({len(report.errors)} errors)"
     print(f"wrote {output} ({report.subject}, verification {verdict})")

@@ -20,7 +20,7 @@ from pox_executor.audit.verify import (
     verify_run,
 )
 from pox_executor.errors import UsageError
-from pox_executor.provenance.bundle import list_runs, resolve_run
+from pox_executor.provenance.bundle import RunBundle, list_runs, resolve_run
 
 _MAX_PROOF_BYTES = 64 * 1024 * 1024
 
@@ -117,7 +117,9 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
+def verified_run(args: argparse.Namespace) -> tuple[RunBundle, Report]:
+    """The run the arguments name, verified as `pox verify` does (offline unless a chain is
+    reachable and `--offline` is not given); shared by `pox verify` and `pox html`."""
     policy = load_verify_policy(args.policy) if args.policy is not None else None
     bundle = resolve_run(args.run, args.directory.resolve())
     report = verify_run(
@@ -138,6 +140,11 @@ def _verify(args: argparse.Namespace) -> int:
             chain=args.chain,
             expected_requester=str(requester) if requester else None,
         )
+    return bundle, report
+
+
+def _verify(args: argparse.Namespace) -> int:
+    _, report = verified_run(args)
     return print_report(report, as_json=args.json, allow_simulated=args.allow_simulated)
 
 
