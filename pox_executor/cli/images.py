@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pox_executor.enclave.images import ImageInfo, build_image, list_images, recipe_names
+from pox_executor.enclave.images import ImageInfo, build_image, ipfs, list_images, recipe_names
 from pox_executor.enclave.images.archived import export_image, fetch_image, import_image_file
 from pox_executor.enclave.images.relock import lock_image
 from pox_executor.enclave.images.store import SourceStore, default_store, export_store
 from pox_executor.errors import UsageError
+from pox_executor.storage.unixfs import DEFAULT_PROFILE, PROFILES, get_profile
 
 
 def register(subparsers: Any) -> None:
@@ -87,6 +88,30 @@ def register(subparsers: Any) -> None:
     store_export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
     store_export.add_argument("--store", type=Path, metavar="DIR", help="the store to export")
     store_export.set_defaults(handler=_store_export)
+    store_push = store_commands.add_parser(
+        "push",
+        help="add the store's inputs (or those of some images) to an IPFS node, file by file",
+        description="Each .deb, wheel and build tool becomes its own IPFS file (packages shared "
+        "by images or unchanged across re-locks are stored once), and each build manifest too. "
+        "The CIDs go into the IPFS index (image and recipe digest -> manifest CID, sha256 -> "
+        "CID, profile).",
+    )
+    store_push.add_argument("names", nargs="*", metavar="NAME", help="only these images")
+    _ipfs_options(store_push, required=True)
+    store_push.add_argument("--store", type=Path, metavar="DIR", help="the store to push")
+    store_push.set_defaults(handler=_store_push)
+    store_fetch = store_commands.add_parser(
+        "fetch",
+        help="fetch the inputs of NAME from an IPFS node into a store folder (then build "
+        "--offline-from it)",
+    )
+    store_fetch.add_argument("name", metavar="NAME")
+    _ipfs_options(store_fetch, required=True, profile=False)
+    store_fetch.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    store_fetch.add_argument(
+        "--recipe-digest", metavar="HEX", help="which build (default: this checkout's recipe)"
+    )
+    store_fetch.set_defaults(handler=_store_fetch)
     export = commands.add_parser(
         "export", help="archive an image by measurement: one file (-o) and/or a store (--store)"
     )
@@ -94,6 +119,12 @@ def register(subparsers: Any) -> None:
     export.add_argument("-o", "--output", type=Path, metavar="FILE")
     export.add_argument("--store", type=Path, metavar="DIR")
     export.set_defaults(handler=_export)
+    push = commands.add_parser(
+        "push", help="export an image and add it to an IPFS node; record measurement -> CID"
+    )
+    push.add_argument("image", metavar="IMAGE", help="name (python), tag or measurement")
+    _ipfs_options(push, required=True)
+    push.set_defaults(handler=_push)
     imp = commands.add_parser(
         "import", help="import an exported image; refused unless its content is its measurement"
     )
@@ -101,9 +132,17 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--expect", metavar="MEASUREMENT", help="refuse any other measurement")
     imp.add_argument("--store", type=Path, metavar="DIR", help="also archive it in this store")
     imp.set_defaults(handler=_import)
-    fetch = commands.add_parser("fetch", help="import the image with this measurement from a store")
+    fetch = commands.add_parser(
+        "fetch",
+        help="import the image with this measurement from a store or an IPFS node",
+        description="From a store folder (--from) or an IPFS node (--ipfs, by the CID the IPFS "
+        "index records, or --cid). The root filesystem's SHA-256 is recomputed: anything but "
+        "MEASUREMENT is refused and nothing is imported.",
+    )
     fetch.add_argument("measurement", metavar="MEASUREMENT")
     fetch.add_argument("--from", dest="store", type=Path, metavar="STORE", help="store folder")
+    _ipfs_options(fetch, required=False)
+    fetch.add_argument("--cid", metavar="CID", help="fetch this CID (instead of the index's)")
     fetch.set_defaults(handler=_fetch)
     listing = commands.add_parser("list", help="list the pox images the engine holds")
     listing.add_argument("--json", action="store_true", help="print as JSON")
@@ -111,6 +150,28 @@ def register(subparsers: Any) -> None:
         "--contents", action="store_true", help="also print every package in each image"
     )
     listing.set_defaults(handler=_list)
+
+
+def _ipfs_options(parser: argparse.ArgumentParser, *, required: bool, profile: bool = True) -> None:
+    parser.add_argument(
+        "--ipfs",
+        metavar="URL",
+        required=required,
+        help="Kubo RPC API of the IPFS node, e.g. http://127.0.0.1:5001",
+    )
+    parser.add_argument(
+        "--index",
+        type=Path,
+        metavar="FILE",
+        help="the IPFS index: measurement and store -> CID (default <store>/ipfs-index.json)",
+    )
+    if profile:
+        parser.add_argument(
+            "--cid-profile",
+            default=DEFAULT_PROFILE,
+            choices=sorted(PROFILES),
+            help=f"CID profile (default {DEFAULT_PROFILE}: `ipfs add --cid-version=1`)",
+        )
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -193,6 +254,51 @@ def _store_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_push(args: argparse.Namespace) -> int:
+    store = SourceStore(args.store or default_store())
+    index = args.index or store.root / ipfs.INDEX_FILE
+    entries = ipfs.push_store(
+        store,
+        ipfs.node_for(args.ipfs),
+        index,
+        get_profile(args.cid_profile),
+        list(args.names) or None,
+        log=_log,
+    )
+    for entry in entries:
+        print(
+            f"pox/{entry['image']} recipe {entry['recipe_digest'][:16]}: {len(entry['blobs'])} "
+            f"files, manifest {entry['manifest']['cid']} (profile {entry['profile']})"
+        )
+    print(f"recorded in {index}")
+    return 0
+
+
+def _store_fetch(args: argparse.Namespace) -> int:
+    manifest = ipfs.fetch_store(
+        args.name,
+        ipfs.node_for(args.ipfs),
+        args.output,
+        index=args.index,
+        digest=args.recipe_digest,
+    )
+    print(f"fetched the inputs of pox/{args.name} into {args.output} ({manifest.name})")
+    print(f"rebuild: pox images build {args.name} --offline-from {args.output}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    index = args.index or ipfs.default_index()
+    entry = ipfs.push_image(
+        args.image, ipfs.node_for(args.ipfs), index, get_profile(args.cid_profile)
+    )
+    print(
+        f"pushed pox/{entry['name']} measurement {entry['measurement']}: {entry['cid']} "
+        f"(profile {entry['profile']}), recorded in {index}"
+    )
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     meta = export_image(args.image, args.output, args.store)
     where = " and ".join(str(w) for w in (args.output, args.store) if w is not None)
@@ -207,6 +313,20 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    if args.ipfs:
+        if args.store is not None:
+            raise UsageError("--from fetches from a store, --ipfs from a node: give one")
+        cid = ipfs.fetch_image_ipfs(
+            args.measurement,
+            ipfs.node_for(args.ipfs),
+            index=args.index,
+            cid=args.cid,
+            profile=get_profile(args.cid_profile),
+        )
+        print(f"fetched measurement {args.measurement} from IPFS {cid} (recomputed, matches)")
+        return 0
+    if args.cid or args.index:
+        raise UsageError("--cid and --index need --ipfs URL")
     meta = fetch_image(args.measurement, args.store or default_store())
     print(f"fetched pox/{meta['name']} measurement {meta['measurement']}")
     return 0

@@ -2,8 +2,9 @@
 
 The integration tests build the four images through the session cache (see `docker_images`),
 check that each image's measurement is its only layer digest and that the job interpreter and
-the language toolchain run inside it, and rebuild `pox/python` from scratch to show that the
-same recipe and package versions give the same measurement.
+the language toolchain run inside it. The rebuild of `pox/python` from its source store alone
+(same recipe and package versions, same measurement) is in tests/storage/test_images_ipfs.py:
+the store goes through a real IPFS node on the way.
 """
 
 from __future__ import annotations
@@ -176,37 +177,6 @@ def test_every_image_builds_offline_and_runs_its_toolchain() -> None:
         import snakemake
 
         assert snake.stdout.strip() == snakemake.__version__, snake.stderr
-
-
-@pytest.mark.integration
-def test_a_build_from_the_exported_source_store_alone_gives_the_recorded_measurement(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The auditor's machine: an empty cache, no Debian archive, no PyPI, only the store file."""
-    first = images("python")["python"]
-    exported = tmp_path / "python-sources.tar"
-    count = store_mod.export_store(
-        store_mod.SourceStore(store_mod.default_store()),
-        exported,
-        [
-            store_mod.default_store()
-            / "manifests"
-            / f"python-{recipes.recipe_digest(recipes.load_recipe('python'))}.json"
-        ],
-    )
-    assert count > 100  # the manifest, every .deb, wheel, sdist and build tool
-    monkeypatch.setenv("POX_IMAGE_CACHE", str(tmp_path / "auditor-cache"))
-    monkeypatch.setenv("POX_SOURCE_STORE", str(tmp_path / "auditor-store"))
-    unreachable = "http://127.0.0.1:9"  # discard port: nothing answers
-    monkeypatch.setenv("POX_DEBIAN_MIRRORS", f"deb {unreachable}/debian bookworm main")
-    monkeypatch.setenv("PIP_INDEX_URL", f"{unreachable}/simple")
-    rebuilt = build.build_image("python", offline_from=exported)
-    assert rebuilt.cached is False and rebuilt.build_seconds is not None
-    assert rebuilt.extra["recorded_measurement"] == first.measurement
-    assert rebuilt.measurement == first.measurement
-    assert not (tmp_path / "auditor-store").exists()  # nothing was fetched from elsewhere
-    committed = cache.read_expected(recipes.images_dir() / "python" / cache.EXPECTED_FILE)
-    assert rebuilt.measurement == committed, "the committed lock does not build its measurement"
 
 
 @pytest.mark.integration
