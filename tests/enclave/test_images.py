@@ -553,3 +553,74 @@ def test_an_offline_build_from_a_store_without_this_lock_says_what_it_holds(
     assert f"python-{'e' * 64}" in str(raised.value.hint)
     with pytest.raises(UsageError, match="no source store at"):
         build.build_image("python", offline_from=tmp_path / "missing")
+
+
+def _tiny_wheel(folder: Path) -> str:
+    """A minimal pure-Python wheel made here; its hash-pinned requirement line."""
+    import zipfile
+
+    wheel = folder / "tinypkg-1.0-py3-none-any.whl"
+    files = {
+        "tinypkg/__init__.py": "VALUE = 1\n",
+        "tinypkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
+        "tinypkg-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: pox-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+        "tinypkg-1.0.dist-info/RECORD": "",
+    }
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return f"tinypkg==1.0 --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}\n"
+
+
+_CONCURRENT_BUILD = """
+import sys, time
+from pathlib import Path
+from pox_executor.enclave.images.wheels import ensure_wheels
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.01)
+target = ensure_wheels(lambda line: print(line, flush=True), find_links=Path(sys.argv[2]))
+print("TARGET", target, sorted(p.name for p in (target / "wheels").iterdir()), flush=True)
+"""
+
+
+@pytest.mark.integration
+def test_two_builds_at_once_fill_the_shared_wheel_cache_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two build processes reach the shared wheel step together: one fills the cache folder,
+    the other waits for it and reuses it (before the lock, the second one deleted the folder
+    under the first)."""
+    copy = tmp_path / "enclave_images"
+    shutil.copytree(REPO / "enclave_images", copy)
+    links = tmp_path / "links"
+    links.mkdir()
+    (copy / "snakemake-requirements.txt").write_text(_tiny_wheel(links))
+    (copy / "build-constraints.txt").write_text("")
+    env = {
+        **os.environ,
+        "POX_ENCLAVE_IMAGES": str(copy),
+        "POX_IMAGE_CACHE": str(tmp_path / "cache"),
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+    }
+    go = tmp_path / "go"
+    builds = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CONCURRENT_BUILD, str(go), str(links)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    go.touch()
+    outputs = [b.communicate(timeout=300) for b in builds]
+    for build_process, (_, err) in zip(builds, outputs, strict=True):
+        assert build_process.returncode == 0, err
+    targets = {line for out, _ in outputs for line in out.splitlines() if line.startswith("TARGET")}
+    assert len(targets) == 1 and "tinypkg-1.0-py3-none-any.whl" in targets.pop()
+    downloads = [out.count(" download ") for out, _ in outputs]
+    assert sorted(downloads) == [0, 1], outputs  # one filled the folder, the other reused it

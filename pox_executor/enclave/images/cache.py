@@ -3,7 +3,8 @@
 Builds are cached under `POX_IMAGE_CACHE` (default `/var/cache/pox-images`, outside the
 repository): `<cache>/<name>/<recipe digest>/` holds `build.json` (measurement, archive state,
 package manifest, build time) and `rootfs.tar`; only the newest build of each image is kept.
-`<cache>/<name>/.lock` serializes the builds of one image on this machine. Beside each recipe,
+`<cache>/<name>/.lock` serializes the builds of one image on this machine; `folder_lock` guards
+what builds of several images share (the wheels under `wheels-v2/`). Beside each recipe,
 `expected-measurement` records the measurement of a build of its `packages.lock` (see
 `lockfile`); `expected_for_container` gives it to `pox verify`.
 """
@@ -38,7 +39,17 @@ def build_entry(name: str, recipe_digest: str) -> Path:
 @contextmanager
 def build_lock(name: str) -> Iterator[None]:
     """One build of an image at a time on this machine."""
-    lock_path = cache_dir() / name / ".lock"
+    with folder_lock(cache_dir() / name / ".lock"):
+        yield
+
+
+@contextmanager
+def folder_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive `flock` on `lock_path` (created if needed) for the duration of the block.
+
+    Held by a process, released when it exits, however it exits: a crashed build never leaves
+    a stale lock behind.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

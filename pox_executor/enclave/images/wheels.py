@@ -1,8 +1,9 @@
 """The Python side of an enclave image: snakemake and its dependencies from hash-pinned wheels.
 
 `ensure_wheels` downloads every line of `enclave_images/snakemake-requirements.txt` once (pip
-checks the hashes) into the build cache, building the sdist-only ones into wheels in a private
-venv holding only the hash-pinned tools of `build-constraints.txt`. `install_wheels` unpacks them
+checks the hashes) into the build cache, under a lock since builds of several images share it,
+building the sdist-only ones into wheels in a private venv holding only the hash-pinned tools of
+`build-constraints.txt`. `install_wheels` unpacks them
 into the image's `SITE_DIR` (no scripts; the image's own python3 byte-compiles them later).
 """
 
@@ -15,7 +16,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from pox_executor.enclave.images.cache import cache_dir
+from pox_executor.enclave.images.cache import cache_dir, folder_lock
 from pox_executor.enclave.images.recipes import (
     SOURCE_DATE_EPOCH,
     constraints_file,
@@ -46,6 +47,16 @@ def ensure_wheels(
     done = target / ".complete-v2"  # v2: the build tools are kept in tools/
     if done.exists():
         return target
+    # Builds of several images share this folder: one fills it, the others wait and reuse it.
+    with folder_lock(target.with_name(target.name + ".lock")):
+        if done.exists():
+            return target
+        _fill_wheels(target, log, find_links)
+        done.write_text("ok\n")
+    return target
+
+
+def _fill_wheels(target: Path, log: Log, find_links: Path | None) -> None:
     shutil.rmtree(target, ignore_errors=True)
     downloads, tools, wheels = target / "downloads", target / "tools", target / "wheels"
     for folder in (downloads, tools, wheels):
@@ -96,8 +107,6 @@ def ensure_wheels(
                 log,
                 env=env,
             )
-    done.write_text("ok\n")
-    return target
 
 
 def python_inputs(target: Path) -> list[tuple[str, Path]]:
