@@ -1,7 +1,8 @@
 """The Docker Engine API as PoX uses it, through the `docker` SDK (one client per process).
 
 This module owns the connection to the engine (`DOCKER_HOST`, `DOCKER_TLS_VERIFY` and
-`DOCKER_CERT_PATH` are honoured, as by the docker CLI), the translation of every engine failure
+`DOCKER_CERT_PATH` are honoured, as by the docker CLI; `POX_DOCKER_TIMEOUT` bounds one call),
+the translation of every engine failure
 into an `EnclaveError` that names the image or container and what to do, the image calls that
 the docker backend and the image builder share (inspect, measurement, list, import, tag, remove),
 and the container calls of the docker backend (create, start, wait, logs, kill, remove). Every
@@ -34,6 +35,7 @@ JOB_UID = 65532
 JOB_USER = "pox"
 _START_HINT = "start it with `bash scripts/start-dockerd.sh` (root), or point DOCKER_HOST at one"
 _POOL_CONNECTIONS = 64  # one long-polling wait per running job, plus the short calls
+DEFAULT_TIMEOUT_S = 300.0
 _client_lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
@@ -42,19 +44,42 @@ class EngineUnavailable(EnclaveError):
     """No Docker engine answers at DOCKER_HOST (or the default socket)."""
 
 
+class EngineTimeout(EngineUnavailable):
+    """The engine did not answer one call within `POX_DOCKER_TIMEOUT` seconds."""
+
+
 def _where() -> str:
     return os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
 
 
+def call_timeout_s() -> float:
+    """How long one engine call may take: `POX_DOCKER_TIMEOUT` seconds, default 300.
+
+    The SDK's default (60 s) was too short on a loaded machine: after a big image build the
+    engine took longer than that to answer (seen at load 37).
+    """
+    raw = os.environ.get("POX_DOCKER_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise EnclaveError(f"POX_DOCKER_TIMEOUT={raw!r} is not a number of seconds above 0")
+    return value
+
+
 def client() -> Any:
     """The low-level API client for the engine DOCKER_HOST names (created once per address)."""
-    key = os.environ.get("DOCKER_HOST", "")
+    timeout = call_timeout_s()
+    key = f"{os.environ.get('DOCKER_HOST', '')}|{timeout}"
     with _client_lock:
         known = _clients.get(key)
         if known is not None:
             return known
         try:
-            made = docker.from_env(max_pool_size=_POOL_CONNECTIONS).api
+            made = docker.from_env(max_pool_size=_POOL_CONNECTIONS, timeout=timeout).api
         except docker.errors.DockerException as exc:
             raise EngineUnavailable(
                 f"no Docker engine answers at {_where()}: {_first_line(exc)}", hint=_START_HINT
@@ -78,6 +103,12 @@ def _engine_call(what: str, hint: str | None = None) -> Iterator[None]:
         yield
     except docker.errors.APIError as exc:
         raise EnclaveError(f"{what}: {exc.explanation or exc}", hint=hint) from exc
+    except requests.exceptions.Timeout as exc:
+        raise EngineTimeout(
+            f"{what}: the engine at {_where()} did not answer within {call_timeout_s():.0f} s",
+            hint="the machine may be overloaded: wait, or allow more time with "
+            "POX_DOCKER_TIMEOUT=SECONDS",
+        ) from exc
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise EngineUnavailable(
             f"{what}: the engine at {_where()} did not answer ({_first_line(exc)})",

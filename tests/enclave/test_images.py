@@ -624,3 +624,52 @@ def test_two_builds_at_once_fill_the_shared_wheel_cache_once(
     assert len(targets) == 1 and "tinypkg-1.0-py3-none-any.whl" in targets.pop()
     downloads = [out.count(" download ") for out, _ in outputs]
     assert sorted(downloads) == [0, 1], outputs  # one filled the folder, the other reused it
+
+
+def _engine_pid() -> int:
+    """The pid of the engine process listening on the local socket (its peer credentials)."""
+    import socket
+    import struct
+
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        pytest.fail(f"this test stops the local engine process; DOCKER_HOST is {host}")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(host.removeprefix("unix://"))
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, _, _ = struct.unpack("3i", creds)
+    return int(pid)
+
+
+@pytest.mark.integration
+def test_an_engine_that_answers_too_late_is_a_clear_error_and_the_wait_is_configurable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real engine, stopped (SIGSTOP) for about a second: a call with POX_DOCKER_TIMEOUT=1
+    gives up with an error saying so and how to allow more time; the default allows 300 s."""
+    import signal
+
+    require_docker()
+    monkeypatch.delenv("POX_DOCKER_TIMEOUT", raising=False)
+    assert engine.call_timeout_s() == 300.0
+    monkeypatch.setenv("POX_DOCKER_TIMEOUT", "1")
+    engine.inspect_image("pox/none-such:latest")  # connect while the engine answers
+    pid = _engine_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(engine.EngineTimeout) as caught:
+            engine.inspect_image("pox/none-such:latest")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    text = caught.value.diagnostics()
+    assert "did not answer within 1 s" in text and "POX_DOCKER_TIMEOUT" in text
+    assert "pox/none-such:latest" in text
+    monkeypatch.setenv("POX_DOCKER_TIMEOUT", "soon")
+    out = subprocess.run(
+        [sys.executable, "-m", "pox_executor.cli", "images", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1 and "POX_DOCKER_TIMEOUT='soon'" in out.stderr
+    assert "Traceback" not in out.stderr
