@@ -1,9 +1,10 @@
 """`pox images`: lock, build, list, archive and fetch back the enclave images.
 
 This module owns only argument parsing and printing; the work is `enclave.images` (`relock`,
-`build`, `store`, `archived`). Exit codes: 0 ok, 1 a build failed, a locked version cannot be
-had, an offline rebuild differs from the recorded measurement, an import was refused or (with
-`--check`) a measurement differs from the recipe's `expected-measurement`; 2 usage error.
+`build`, `store`, `archived`, `ipfs`). Exit codes: 0 ok, 1 a build failed, a locked version
+cannot be had, an offline rebuild differs from the recorded measurement, an import or a fetch
+was refused or (with `--check`) a measurement differs from the recipe's `expected-measurement`;
+2 usage error.
 """
 
 from __future__ import annotations

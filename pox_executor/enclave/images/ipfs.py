@@ -78,7 +78,7 @@ def _download(node: KuboClient, cid: str, profile: Profile, target: Path) -> str
     try:
         wanted = str(parse_cid(cid))
     except PoxError as exc:  # a bad index entry or --cid
-        raise UsageError(f"{cid!r} is not a CID ({exc})") from None
+        raise UsageError(str(exc), hint="the CID of an image export or store file") from None
     importer = FileImporter(profile)
     digest = hashlib.sha256()
     with open(target, "wb") as out:
@@ -101,6 +101,7 @@ def _download(node: KuboClient, cid: str, profile: Profile, target: Path) -> str
 
 def push_image(image: str, node: KuboClient, index: Path, profile: Profile) -> dict[str, Any]:
     """Export `image` and add the export file to `node`; its index entry (also recorded)."""
+    node.version()  # an unreachable node fails here, before the export is written
     with tempfile.TemporaryDirectory(prefix="pox-push-") as tmp:
         exported = Path(tmp) / "pox-image.tar"
         meta = export_image(image, exported)
@@ -174,6 +175,7 @@ def push_store(
     log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Add each blob and manifest of the store's builds (of `names`) to `node`; the entries."""
+    node.version()
     manifests = [p for p in store.manifests() if names is None or p.stem.rsplit("-", 1)[0] in names]
     if not manifests:
         which = f" of {', '.join(names)}" if names else ""
