@@ -14,12 +14,10 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from docker_images import images, require_docker
-from ipfs_daemon import IpfsDaemon
 
 from pox_executor.enclave import engine
 from pox_executor.enclave.images import build, cache, ipfs, recipes, tarball
@@ -32,13 +30,8 @@ PROFILE = get_profile("kubo-cidv1")
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboClient]:
-    daemon = IpfsDaemon(tmp_path_factory.mktemp("ipfs") / "repo")
-    daemon.start()
-    try:
-        yield KuboClient(daemon.url, timeout_s=600.0)
-    finally:
-        daemon.stop()
+def node(ipfs_node_url: str) -> KuboClient:
+    return KuboClient(ipfs_node_url, timeout_s=600.0)
 
 
 def _tiny(tmp_path: Path, text: str) -> tuple[str, str]:

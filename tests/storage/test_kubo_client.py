@@ -4,11 +4,9 @@ pin/add, and the local store's CAR export imported into the node and read back."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ipfs_daemon import IpfsDaemon
 from test_unixfs import deterministic_bytes
 
 from pox_executor.storage.kubo import IpfsNodeError, KuboClient, dag_import
@@ -18,13 +16,8 @@ from pox_executor.storage.unixfs import get_profile, import_bytes
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboClient]:
-    daemon = IpfsDaemon(tmp_path_factory.mktemp("ipfs") / "repo")
-    daemon.start()
-    try:
-        yield KuboClient(daemon.url)
-    finally:
-        daemon.stop()
+def node(ipfs_node_url: str) -> KuboClient:
+    return KuboClient(ipfs_node_url)
 
 
 def test_version(node: KuboClient) -> None:
