@@ -143,7 +143,12 @@ def register(subparsers: Any) -> None:
     fetch.add_argument("measurement", metavar="MEASUREMENT")
     fetch.add_argument("--from", dest="store", type=Path, metavar="STORE", help="store folder")
     _ipfs_options(fetch, required=False)
-    fetch.add_argument("--cid", metavar="CID", help="fetch this CID (instead of the index's)")
+    fetch.add_argument(
+        "--cid",
+        metavar="CID",
+        help="fetch this CID instead of the index's (made with --cid-profile; an index entry "
+        "names its own profile)",
+    )
     fetch.set_defaults(handler=_fetch)
     listing = commands.add_parser("list", help="list the pox images the engine holds")
     listing.add_argument("--json", action="store_true", help="print as JSON")
