@@ -235,6 +235,75 @@ def snp_report_bytes(report: Mapping[str, Any], *, where: str = "attestation_rep
     return bytes(blob)
 
 
+def snp_report_to_coco(blob: bytes) -> dict[str, Any]:
+    """The `sev` crate's serde JSON of an SNP report: the inverse of `snp_report_bytes`.
+
+    What CoCo's snp attester puts in `attestation_report`; a Turin report's TCB versions have an
+    FMC component, the others `"fmc": null`. Used to speak the guest's shape and to check the
+    round trip.
+    """
+    if len(blob) != REPORT_SIZE:
+        raise EvidenceError(f"SNP report: expected {REPORT_SIZE} bytes, got {len(blob)}")
+    version = int.from_bytes(blob[0:4], "little")
+    chip = blob[0x1A0:0x1E0]
+    # As the sev crate decides: CPUID family 1Ah (v3+), else a Turin-like chip id (v2).
+    turin = blob[0x188] == 0x1A if version >= 3 else (any(chip) and not any(chip[8:]))
+
+    def u(offset: int, size: int) -> int:
+        return int.from_bytes(blob[offset : offset + size], "little")
+
+    def raw(offset: int, size: int) -> list[int]:
+        return list(blob[offset : offset + size])
+
+    def tcb(offset: int) -> dict[str, Any]:
+        b = blob[offset : offset + 8]
+        if turin:
+            return {"fmc": b[0], "bootloader": b[1], "tee": b[2], "snp": b[3], "microcode": b[7]}
+        return {"fmc": None, "bootloader": b[0], "tee": b[1], "snp": b[6], "microcode": b[7]}
+
+    def semver(offset: int) -> dict[str, int]:
+        return {"major": blob[offset + 2], "minor": blob[offset + 1], "build": blob[offset]}
+
+    v3 = version >= 3
+    v5 = version >= 5
+    return {
+        "version": version,
+        "guest_svn": u(0x04, 4),
+        "policy": u(0x08, 8),
+        "family_id": raw(0x10, 16),
+        "image_id": raw(0x20, 16),
+        "vmpl": u(0x30, 4),
+        "sig_algo": u(0x34, 4),
+        "current_tcb": tcb(0x38),
+        "plat_info": u(0x40, 8),
+        "key_info": u(0x48, 4),
+        "report_data": raw(0x50, 64),
+        "measurement": raw(0x90, 48),
+        "host_data": raw(0xC0, 32),
+        "id_key_digest": raw(0xE0, 48),
+        "author_key_digest": raw(0x110, 48),
+        "report_id": raw(0x140, 32),
+        "report_id_ma": raw(0x160, 32),
+        "reported_tcb": tcb(0x180),
+        "cpuid_fam_id": blob[0x188] if v3 else None,
+        "cpuid_mod_id": blob[0x189] if v3 else None,
+        "cpuid_step": blob[0x18A] if v3 else None,
+        "chip_id": raw(0x1A0, 64),
+        "committed_tcb": tcb(0x1E0),
+        "current": semver(0x1E8),
+        "committed": semver(0x1EC),
+        "launch_tcb": tcb(0x1F0),
+        "launch_mit_vector": u(0x1F8, 8) if v5 else None,
+        "current_mit_vector": u(0x200, 8) if v5 else None,
+        "signature": {"r": raw(SIGNED_SIZE, 72), "s": raw(SIGNED_SIZE + 72, 72)},
+    }
+
+
+def snp_cert_entry(cert_type: str, der: bytes) -> dict[str, Any]:
+    """One `sev` `CertTableEntry` as serde writes it: `{"cert_type": "VCEK", "data": [...]}`."""
+    return {"cert_type": cert_type, "data": list(der)}
+
+
 def verify_attestation(
     evidence: Evidence,
     expected_report_data: bytes,

@@ -69,11 +69,6 @@ class CollateralCache:
         nothing at all would change, so an operator does not believe stale data was loaded).
         """
         collateral = load_collateral(raw, where=where)
-        dcap_qvl = import_dcap_qvl()
-        try:
-            dcap_qvl.QuoteCollateralV3.from_json(json.dumps(collateral))
-        except ValueError as exc:
-            raise EvidenceError(f"{where}: dcap-qvl rejects it ({one_line(str(exc))})") from exc
         tcb = _document(collateral["tcb_info"], f"{where}.tcb_info", "tcbInfo")
         qe = _document(collateral["qe_identity"], f"{where}.qe_identity", "enclaveIdentity")
         tcb_kind = _TCB_IDS.get(str(tcb.get("id", "SGX")))
@@ -95,6 +90,11 @@ class CollateralCache:
                 f"({', '.join(_PCK_CAS)})"
             )
         root_crl = _crl(collateral["root_ca_crl"], f"{where}.root_ca_crl")
+        dcap_qvl = import_dcap_qvl()  # last: its own messages do not name the field
+        try:
+            dcap_qvl.QuoteCollateralV3.from_json(json.dumps(collateral))
+        except ValueError as exc:
+            raise EvidenceError(f"{where}: dcap-qvl rejects it ({one_line(str(exc))})") from exc
         groups = [
             (
                 self.root / tcb_kind / "tcb" / f"{fmspc}.json",
