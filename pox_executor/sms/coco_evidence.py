@@ -4,8 +4,8 @@ This module owns the translation from Confidential Containers' attester JSON (gu
 `attestation-agent/attester`, as Trustee's verifiers read it) to PoX's `Evidence`, and the
 attest-time verification the broker runs on it:
 
-- `tdx`: `{"quote": base64, "cc_eventlog": base64?, "aa_eventlog": ...?}` (the event logs are
-  kept in `aux` but not replayed: PoX policies pin MRTD/RTMRs, not log entries);
+- `tdx`: `{"cc_eventlog": base64 | null, "quote": base64}` (the event log is kept in `aux` but
+  not replayed: PoX policies pin MRTD/RTMRs, not log entries);
 - `sgx`: `{"quote": base64}` (the occlum/DCAP attester);
 - `snp`: `{"attestation_report": {...}, "cert_chain": [{"cert_type": "VCEK", "data": [bytes]}]
   | null}`, the serde form of the `sev` crate's `AttestationReport` and `CertTableEntry`; the
@@ -79,9 +79,8 @@ def _dcap_evidence(tee: str, primary: Mapping[str, Any], where: str) -> Evidence
     if not isinstance(quote, str) or not quote:
         raise EvidenceError(f"{where}: a CoCo {tee} evidence needs 'quote' (base64 of the quote)")
     aux: dict[str, Any] = {"coco_shape": f"trustee-{tee}"}
-    for name in ("cc_eventlog", "aa_eventlog"):
-        if isinstance(primary.get(name), str):
-            aux[name] = primary[name]
+    if isinstance(primary.get("cc_eventlog"), str):
+        aux["cc_eventlog"] = primary["cc_eventlog"]
     if "collateral" in primary:  # a PoX guest may archive its own (QuoteCollateralV3 JSON)
         aux["collateral"] = primary["collateral"]
     return Evidence(TEE_EVIDENCE_TYPES[tee], _b64(quote, f"{where}.quote"), aux)

@@ -53,9 +53,11 @@ def filled_cache(root: Path) -> CollateralCache:
 
 
 def coco_dcap(kind: str) -> dict[str, Any]:
-    """What the CoCo sgx_dcap / tdx attester sends: the quote in standard base64, nothing else."""
+    """What the CoCo sgx_dcap / tdx attester sends: the quote in standard base64 (+ TDX log)."""
     quote = vector(f"{kind}/quote.bin").read_bytes()
-    return {"quote": base64.b64encode(quote).decode("ascii")}
+    encoded = base64.b64encode(quote).decode("ascii")
+    # serde writes the TDX attester's Option<String> event log as null when there is none
+    return {"cc_eventlog": None, "quote": encoded} if kind == "tdx-dcap" else {"quote": encoded}
 
 
 def coco_snp(*, chain: tuple[str, ...] = ("VCEK", "ASK", "ARK")) -> dict[str, Any]:

@@ -42,10 +42,12 @@ def pox_sms(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def coco_quote(tee: str) -> dict[str, Any]:
-    """CoCo's sgx_dcap / tdx attester output: `{"quote": base64}` (tdx may add cc_eventlog)."""
+    """CoCo's sgx_dcap / tdx attester output: `{"quote": base64}`, tdx with `cc_eventlog`."""
     folder = "sgx-dcap" if tee == "sgx" else "tdx-dcap"
     quote = (VECTORS / folder / "quote.bin").read_bytes()
-    return {"quote": base64.b64encode(quote).decode("ascii")}
+    encoded = base64.b64encode(quote).decode("ascii")
+    # serde writes the TDX attester's Option<String> event log as null when there is none
+    return {"cc_eventlog": None, "quote": encoded} if tee == "tdx" else {"quote": encoded}
 
 
 def coco_snp_vector(*, full_chain: bool) -> dict[str, Any]:
