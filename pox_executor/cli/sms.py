@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pox_executor.cli.sms_collateral import register_collateral
 from pox_executor.errors import UsageError
 
 
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
     fetch.add_argument("--task-id", help="PoCo task id to bind into the runtime data")
     fetch.add_argument("--out", metavar="FILE", help="write the plaintext here (created 0600)")
     fetch.set_defaults(handler=_fetch)
+    register_collateral(commands)
 
 
 def _port(text: str) -> int:

@@ -10,7 +10,6 @@ session that attested for their task.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 import logging
@@ -19,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from pox_executor.enclave.evidence import Evidence
-from pox_executor.enclave.verifiers import Policy, verify_evidence
+from pox_executor.enclave.verifiers import CollateralCache
 from pox_executor.errors import EvidenceError, PoxError
 from pox_executor.sms import jwe
 from pox_executor.sms.broker import Broker, Session, read_json
@@ -29,6 +28,11 @@ from pox_executor.sms.challenges import (
     ChallengeError,
     challenge_key,
     check_task_id,
+)
+from pox_executor.sms.coco_evidence import (
+    COLLATERAL_DIR,
+    evidence_from_kbs,
+    verify_attestation,
 )
 from pox_executor.sms.protocol import (
     KBS_PROTOCOL_VERSION,
@@ -163,11 +167,10 @@ async def handle_attest(request: web.Request) -> web.Response:
     expected = runtime_data_digest(bound, session.hash_algorithm)
     # Authenticity, freshness and binding here; measurements, TCB and debug per resource.
     try:
-        report = verify_evidence(
+        evidence, report = verify_attestation(
             evidence,
-            policy=Policy(allow_debug=True, source="<kbs attest>"),
-            expected_report_data=expected,
-            allow_simulated=True,
+            expected,
+            collateral_cache=CollateralCache(broker.config.state_dir / COLLATERAL_DIR),
         )
     except EvidenceError as exc:
         raise KbsProtocolError(
@@ -201,26 +204,8 @@ async def handle_attest(request: web.Request) -> web.Response:
 
 
 def primary_evidence(tee: str, primary: Any) -> Evidence:
-    """PoX's evidence envelope, or a CoCo attester's native SGX/TDX form `{"quote": base64}`.
-
-    A native quote carries no DCAP collateral; the guest may add it as `"collateral"` (the JSON
-    of dcap-qvl's QuoteCollateralV3), otherwise verification says it is missing.
-    """
-    if isinstance(primary, dict) and "type" not in primary and tee in ("sgx", "tdx"):
-        quote = primary.get("quote")
-        if not isinstance(quote, str):
-            raise EvidenceError(f"primary_evidence: a native {tee} evidence needs 'quote' (base64)")
-        try:  # standard or URL-safe alphabet, padding optional
-            value = base64.b64decode(
-                quote.rstrip("=") + "=" * (-len(quote.rstrip("=")) % 4),
-                altchars=b"-_",
-                validate=True,
-            )
-        except (binascii.Error, ValueError) as exc:
-            raise EvidenceError(f"primary_evidence.quote: not base64 ({exc})") from exc
-        aux = {"collateral": primary["collateral"]} if "collateral" in primary else {}
-        return Evidence(TEE_EVIDENCE_TYPES[tee], value, aux)
-    return Evidence.from_json(primary, where="primary_evidence")
+    """PoX's evidence envelope, or a CoCo attester's native form (see `sms.coco_evidence`)."""
+    return evidence_from_kbs(tee, primary)
 
 
 async def handle_resource(request: web.Request) -> web.Response:

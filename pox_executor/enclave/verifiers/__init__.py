@@ -3,12 +3,14 @@
 This package owns everything that decides whether evidence is authentic, fresh, bound to the
 presented key, not debug, and acceptable under an attestation policy. `verify_evidence` is the
 entry point; `Policy`/`load_policy` the policy file; `EvidenceReport` the result. Modules:
-`pipeline` (order of checks), `dcap` (Intel, through dcap-qvl), `snp` (AMD), `sim`, `policy`,
-`report`, `claims`. Pinned vendor roots live in `roots/`.
+`pipeline` (order of checks), `dcap` (Intel, through dcap-qvl), `collateral_cache` (offline DCAP
+collateral keyed as a PCCS keys it), `snp` (AMD), `sim`, `policy`, `report`, `claims`. Pinned
+vendor roots live in `roots/`.
 """
 
 from __future__ import annotations
 
+from pox_executor.enclave.verifiers.collateral_cache import CollateralCache
 from pox_executor.enclave.verifiers.dcap import collateral_window, load_collateral
 from pox_executor.enclave.verifiers.pipeline import verify_evidence
 from pox_executor.enclave.verifiers.policy import (
@@ -43,6 +45,7 @@ __all__ = [
     "CHECK_TCB",
     "SIMULATED_WARNING",
     "TCB_STATUS_ORDER",
+    "CollateralCache",
     "EvidenceReport",
     "Failure",
     "Policy",

@@ -152,7 +152,8 @@ def verify_dcap(evidence: Evidence, at: datetime) -> TeeClaims:
     if "collateral" not in evidence.aux:
         raise EvidenceError(
             f"{kind}: no DCAP collateral archived with the evidence (aux.collateral)",
-            hint="pass the collateral JSON with --collateral FILE",
+            hint="pass the collateral JSON with --collateral FILE; a key broker reads it from "
+            "its collateral cache (pox sms collateral add FILE)",
         )
     collateral = load_collateral(evidence.aux["collateral"])
     chain_pem = quote.cert_chain_pem_bytes()
@@ -181,7 +182,13 @@ def verify_dcap(evidence: Evidence, at: datetime) -> TeeClaims:
             Failure(
                 CHECK_FRESHNESS,
                 f"collateral expired: {window.not_after_source} {iso(window.not_after)} is not "
-                f"after the verification time {iso(at)}",
+                f"after the verification time {iso(at)}"
+                + (
+                    " (from the collateral cache: add newer collateral with "
+                    "`pox sms collateral add FILE`)"
+                    if evidence.aux.get("collateral_source") == "cache"
+                    else ""
+                ),
             )
         )
     # Authenticity is checked at `at` when the collateral is fresh; when it is not, at the start

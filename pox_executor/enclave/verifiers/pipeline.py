@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from pox_executor.enclave.evidence import REPORT_DATA_SIZE, Evidence
 from pox_executor.enclave.verifiers.claims import TeeClaims
+from pox_executor.enclave.verifiers.collateral_cache import CollateralCache
 from pox_executor.enclave.verifiers.dcap import verify_dcap
 from pox_executor.enclave.verifiers.policy import REVOKED, SNP_TCB_COMPONENTS, Policy
 from pox_executor.enclave.verifiers.report import (
@@ -49,11 +50,14 @@ def verify_evidence(
     at: datetime | None = None,
     expected_report_data: bytes | None = None,
     allow_simulated: bool = False,
+    collateral_cache: CollateralCache | None = None,
 ) -> EvidenceReport:
     """Verify one piece of evidence at time `at` (default now) and apply `policy`.
 
-    Returns a report listing every failed check. Raises EvidenceError only when the evidence
-    cannot be parsed at all or the material needed to check it (collateral, VCEK) is missing.
+    A DCAP quote without archived collateral takes it from `collateral_cache` when one is given
+    (`CollateralCache.complete`). Returns a report listing every failed check. Raises
+    EvidenceError only when the evidence cannot be parsed at all or the material needed to check
+    it (collateral, VCEK) is missing.
     """
     policy = policy or Policy()
     moment = datetime.now(UTC) if at is None else at
@@ -65,6 +69,8 @@ def verify_evidence(
             f"expected report data must be {REPORT_DATA_SIZE} bytes, "
             f"got {len(expected_report_data)}"
         )
+    if collateral_cache is not None:
+        evidence = collateral_cache.complete(evidence)
     verifier = _VERIFIERS.get(evidence.type)
     if verifier is None:
         raise EvidenceError(f"unknown evidence type {evidence.type!r}")

@@ -49,6 +49,13 @@ _PINNED_ARKS = {
     "Genoa": "roots/amd-ark-genoa.pem",
     "Turin": "roots/amd-ark-turin.pem",
 }
+# AMD SEV signing keys (ASK), by product line: intermediates, checked against the pinned ARK like
+# any ASK; used when evidence carries only its VCEK (CoCo's snp attester often sends no chain).
+_PINNED_ASKS = {
+    "Milan": "roots/amd-ask-milan.pem",
+    "Genoa": "roots/amd-ask-genoa.pem",
+    "Turin": "roots/amd-ask-turin.pem",
+}
 # Byte positions of the TCB components in an 8-byte TCB_VERSION. Turin adds an FMC component
 # and moves the others (SEV-SNP ABI specification, TCB_VERSION structure).
 _TCB_LAYOUT = {
@@ -123,6 +130,19 @@ def pinned_arks() -> dict[str, x509.Certificate]:
     for product, path in _PINNED_ARKS.items():
         result[product] = x509.load_pem_x509_certificate(package.joinpath(path).read_bytes())
     return result
+
+
+def shipped_ask_chain(vcek: x509.Certificate) -> str | None:
+    """PEM of the shipped ASK that issued `vcek` followed by its ARK, or None if none did."""
+    issuer = vcek.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    name = str(issuer[0].value) if issuer else ""
+    product = name.removeprefix("SEV-")
+    if product not in _PINNED_ASKS:
+        return None
+    package = resources.files("pox_executor.enclave.verifiers")
+    ask = package.joinpath(_PINNED_ASKS[product]).read_text(encoding="ascii")
+    ark = package.joinpath(_PINNED_ARKS[product]).read_text(encoding="ascii")
+    return ask.strip() + "\n" + ark.strip() + "\n"
 
 
 def load_certificates(raw: Any, *, where: str) -> list[x509.Certificate]:
