@@ -507,6 +507,8 @@ class RunRecorder:
                 )
             )
         deps.extend(self._code(facts))
+        for name, sha256 in outcome.extra_code:  # code the runtime mounted (docker: `pox`)
+            deps.append(Resource(name=name, sha256=sha256, annotations={"pox.kind": KIND_CODE}))
         for src in self.source_digests:
             deps.append(
                 Resource(name=src.path, sha256=src.sha256, annotations={"pox.kind": KIND_SOURCE})
