@@ -168,9 +168,9 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
     sms: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
         default=None,
         metadata={
-            "help": "URL of a PoX key broker (`pox sms serve`): each session's PoCo enclave "
-            "challenge key is made and held there, the host sees only its address. Without it "
-            "the host makes the key (.pox/enclave-keys), and the log says so.",
+            "help": "URL of a PoX key broker (`pox sms serve`): a PoCo enclave challenge key per "
+            "task (job record) is made and held there, the host sees only its address. Without "
+            "it the host makes one per session (.pox/enclave-keys), and the log says so.",
             "env_var": True,
         },
     )
