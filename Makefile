@@ -10,7 +10,7 @@ DEMO_CORES ?= 2
 export PATH := $(CURDIR)/.tools/node/node_modules/.bin:$(PATH)
 
 .PHONY: setup system-packages venv contracts-toolchain docker demo test lint typecheck \
-        demo-confidential slurm-up slurm-down \
+        demo-confidential demo-confidential-docker slurm-up slurm-down \
         test-contracts test-python test-package bench contracts clean compat
 
 setup: system-packages venv contracts-toolchain docker
@@ -51,6 +51,9 @@ demo: setup
 # store in a scratch folder, all stopped afterwards.
 demo-confidential: setup
 	@bash workflows/confidential-cohort/demo.sh
+
+demo-confidential-docker: setup
+	@POX_DEMO_BACKEND=docker bash workflows/confidential-cohort/demo.sh
 
 lint:
 	$(BIN)/ruff check pox_executor snakemake_executor_plugin_pox tests benchmarks

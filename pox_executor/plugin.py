@@ -14,7 +14,7 @@ import shlex
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from pox_executor.chain.runner import ChainRunner
     from pox_executor.dispatch.kubernetes import KubernetesDispatcher
     from pox_executor.dispatch.slurm import SlurmDispatcher
+    from pox_executor.provenance.recorder import ChallengeSource
 
 
 @dataclass
@@ -167,9 +168,9 @@ class ExecutorSettings(ExecutorSettingsBase):  # type: ignore[misc]
     sms: Optional[str] = field(  # noqa: UP045 - Snakemake requires Optional
         default=None,
         metadata={
-            "help": "URL of a PoX key broker (`pox sms serve`): each session's PoCo enclave "
-            "challenge key is made and held there, the host sees only its address. Without it "
-            "the host makes the key (.pox/enclave-keys), and the log says so.",
+            "help": "URL of a PoX key broker (`pox sms serve`): a PoCo enclave challenge key per "
+            "task (job record) is made and held there, the host sees only its address. Without "
+            "it the host makes one per session (.pox/enclave-keys), and the log says so.",
             "env_var": True,
         },
     )
@@ -307,7 +308,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             return open_kubernetes_dispatcher(self.recorder, options, logger=self.logger)
         return open_dispatcher(self.settings.dispatch, self.recorder, options, logger=self.logger)
 
-    def _challenge_source(self) -> Callable[[str], str] | None:
+    def _challenge_source(self) -> "ChallengeSource | None":
         """The key broker that holds enclave challenges (--pox-sms), or None: the host does."""
         if not self.settings.sms:
             return None

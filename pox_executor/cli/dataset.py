@@ -1,7 +1,8 @@
 """`pox dataset`: the data owner's and the job's commands for confidential datasets.
 
 encrypt, push, register, grant (owner); open, seal (inside a job); unseal (beneficiary);
-cid (offline CID of any file); measurement (what the local sim backend presents to the broker).
+cid (offline CID of any file); measurement (what the local sim backend, or a docker backend job
+in a given image, presents to the broker).
 Argument parsing and printing only: the steps are `pox_executor.datasets` and
 `pox_executor.storage`. Exit codes: 0 ok, 1 a step failed, 2 usage error; `open` returns the
 command's own exit code.
@@ -117,9 +118,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_cid)
 
     p = commands.add_parser(
-        "measurement", help="the measurement the local sim backend presents to the broker"
+        "measurement",
+        help="the measurement the local sim backend (or, with --image, a docker backend job in "
+        "that image) presents to the broker",
     )
     p.add_argument("--workdir", type=Path, default=Path.cwd())
+    p.add_argument("--image", help="an image the local Docker engine holds (e.g. pox/python)")
     p.set_defaults(handler=_measurement)
 
 
@@ -284,6 +288,12 @@ def _cid(args: argparse.Namespace) -> int:
 def _measurement(args: argparse.Namespace) -> int:
     from pox_executor.enclave.backends import create_runtime
 
+    if args.image:
+        from pox_executor.enclave.docker import DockerRuntime, image_reference
+
+        image = DockerRuntime().resolve(image_reference(args.image))
+        print(f"sim-report={image.measurement}")
+        return 0
     runtime: Any = create_runtime("sim")
     runtime.prepare(args.workdir.resolve())
     print(f"sim-report={runtime.measurement()}")

@@ -2,11 +2,13 @@
 private memory-backed directory, and seal results for a beneficiary.
 
 Where the plaintext goes: `$POX_MEMORY_DIR` when the runtime sets it (the `sim` backend's
-sandbox sets `/run`, a tmpfs private to the job's mount namespace: it vanishes with the job and
-no other process sees it), else `/dev/shm` in a 0700 directory, which is memory-backed but
-visible to the host's root (said on stderr). Never the working directory. The ciphertext's
-checksum is compared with the manifest before the key is asked for, so a swapped file gets
-nothing; the key itself stays in this process.
+sandbox sets `/run`, the docker backend a tmpfs mounted in the container: private to the job, it
+vanishes with it), else `$POX_SHARED_MEMORY_DIR` (the unisolated `sim` backend makes a 0700
+directory per job under `/dev/shm` and removes it after the job, even a killed one) or `/dev/shm`,
+which are memory-backed but visible to the host's root (said on stderr). Never the working
+directory. SIGTERM and SIGHUP end `open` through its clean-up, so the plaintext goes with it.
+The ciphertext's checksum is compared with the manifest before the key is asked for, so a
+swapped file gets nothing; the key itself stays in this process.
 
 The enclave measurement presented to the broker is `$POX_ENCLAVE_MEASUREMENT`, set by the
 runtime (the same value its statements carry), so a job cannot choose the image it claims to be
@@ -21,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +50,7 @@ from pox_executor.primitives import sha256_file
 from pox_executor.storage.unixfs import DEFAULT_PROFILE, get_profile, import_file
 
 MEMORY_DIR_VARIABLE = "POX_MEMORY_DIR"
+SHARED_MEMORY_DIR_VARIABLE = "POX_SHARED_MEMORY_DIR"
 MEASUREMENT_VARIABLE = "POX_ENCLAVE_MEASUREMENT"
 SEAL_ALGORITHM = "RSA-OAEP-256"
 
@@ -60,7 +64,7 @@ def memory_dir() -> tuple[Path, bool]:
     explicit = os.environ.get(MEMORY_DIR_VARIABLE)
     if explicit:
         return Path(explicit), True
-    return Path("/dev/shm"), False
+    return Path(os.environ.get(SHARED_MEMORY_DIR_VARIABLE) or "/dev/shm"), False
 
 
 def _check_ciphertext(ciphertext: Path, manifest: DatasetManifest) -> None:
@@ -202,6 +206,33 @@ def unseal_result(sealed: str | Path, identity_pem: str | Path, out: str | Path)
     return target
 
 
+class _Terminated(BaseException):
+    """SIGTERM/SIGHUP while a dataset is open: unwinds through `open_dataset`'s clean-up."""
+
+
+@contextmanager
+def _terminate_through_cleanup() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into an exception, so the plaintext is removed before exiting
+    (the default action would end the process on the spot and leave it in memory-backed files).
+    Exits 128 + signal, as a shell reports a job ended by it."""
+    import signal
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise _Terminated(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    except _Terminated as exc:
+        raise SystemExit(128 + int(exc.args[0])) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run_with_dataset(ciphertext: str | Path, broker_url: str, command: list[str]) -> int:
     """`pox dataset open`: run `command` with the plaintext; `{}` in it becomes the path, and
     `POX_DATASET` / `POX_PRIVATE_DIR` name the plaintext and a private scratch directory."""
@@ -209,7 +240,7 @@ def run_with_dataset(ciphertext: str | Path, broker_url: str, command: list[str]
 
     if not command:
         raise UsageError("pox dataset open: give the command to run after --")
-    with open_dataset(ciphertext, broker_url) as plaintext:
+    with _terminate_through_cleanup(), open_dataset(ciphertext, broker_url) as plaintext:
         argv = [str(plaintext) if part == "{}" else part for part in command]
         env = {
             **os.environ,

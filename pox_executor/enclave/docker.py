@@ -25,6 +25,14 @@ rule declares them with `envvars:`; the names that passed go into `RunOutcome.en
 without those naming host places that mean nothing in the image (`PATH`, `PYTHONPATH`, the XDG
 directories...), with `HOME`, `TMPDIR`, `TMP` and `TEMP` set to the container's private /tmp.
 
+Confidential datasets (datasets/job.py): every container gets a private tmpfs at `MEMORY_MOUNT`
+(0700, the job user's, noexec; memory-backed, gone with the container) named by
+`POX_MEMORY_DIR`, where `pox dataset open` decrypts, never the working directory or a host disk;
+`POX_ENCLAVE_MEASUREMENT` = the image's measurement, the one its evidence presents to the key
+broker; and `pox` on its PATH: the self-contained client of `datasets.guest`, built once per
+run from the host's installation and mounted read-only at `/opt/pox-guest`, whose digest the
+statement lists among the job's code (`pox:guest-client`).
+
 Identity: each attempt's `RunOutcome` carries the image it ran in (`image_digest`, `measurement`
 = SHA-256 of the image's root filesystem tar, see `enclave.engine.measurement_of`, and
 `builder_id`); the recorder puts them in the statement and asks `evidence(...,
@@ -41,8 +49,10 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -50,6 +60,12 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pox_executor.datasets.guest import (
+    GUEST_CODE_NAME,
+    GUEST_ROOT,
+    GuestClient,
+    build_guest_client,
+)
 from pox_executor.enclave import engine
 from pox_executor.enclave.commit import commit_job_outputs
 from pox_executor.enclave.engine import JOB_UID, BindMount, ContainerConfig
@@ -101,6 +117,8 @@ _HOST_ONLY_VARIABLES = (
 _CONTAINER_PRIVATE = {name: PRIVATE_TMP for name in ("HOME", "TMPDIR", "TMP", "TEMP")}
 _WAIT_POLL_S = 1.0  # a wait returns as soon as the container stops; this only bounds cancellation
 _LOG_DRAIN_S = 60.0
+MEMORY_MOUNT = "/pox-memory"
+_DEFAULT_SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUILDER_PREFIX = "https://pox.dev/backends/docker"
 CONTAINER_SOURCE_CACHE = "/tmp/pox-source-cache"
 _SOURCE_CACHE_ARG = re.compile(r"--runtime-source-cache-path\s+('[^']*'|\S+)")
@@ -115,6 +133,7 @@ class ImageIdentity:
     ref: str
     image_id: str
     measurement: str
+    search_path: str = _DEFAULT_SEARCH_PATH  # the image's own PATH
 
     @property
     def digest(self) -> str:
@@ -189,6 +208,7 @@ class DockerRuntime:
         self._jobs = RunningJobs()
         self._engine: str | None = None
         self._default: ImageIdentity | None = None
+        self._guest: GuestClient | None = None
 
     # -- preparation -------------------------------------------------------------------------
 
@@ -229,10 +249,31 @@ class DockerRuntime:
                 f"image {ref!r} is not in the local Docker engine (PoX never pulls images)",
                 hint=f"build it with `pox images build {name}` or load it with `docker load`",
             )
-        identity = ImageIdentity(ref, str(inspected["Id"]), engine.measurement_of(inspected))
+        identity = ImageIdentity(
+            ref,
+            str(inspected["Id"]),
+            engine.measurement_of(inspected),
+            _image_search_path(inspected),
+        )
         with self._lock:
             self._images[ref] = identity
         return identity
+
+    def guest_client(self) -> GuestClient:
+        """The dataset client mounted into every container, built on first use (once a run):
+        content-addressed under the stage root, so concurrent runs never replace a mounted one."""
+        with self._lock:
+            if self._guest is None:
+                assert self._stage_root is not None
+                self._stage_root.mkdir(parents=True, exist_ok=True)
+                scratch = Path(tempfile.mkdtemp(prefix="guest-", dir=self._stage_root))
+                built = build_guest_client(scratch / "client")
+                final = self._stage_root / f"guest-client-{built.sha256[:32]}"
+                if not final.is_dir():
+                    os.replace(built.path, final)
+                shutil.rmtree(scratch, ignore_errors=True)
+                self._guest = GuestClient(final, built.sha256, built.files)
+            return self._guest
 
     # -- identity: runtime-wide (the session record); each job's is in its RunOutcome ---------
 
@@ -289,6 +330,7 @@ class DockerRuntime:
         started = utc_now()
         code = 125
         image: ImageIdentity | None = None
+        guest: GuestClient | None = None
         mounted = False
         env, passed = job_environment(
             os.environ,
@@ -304,7 +346,15 @@ class DockerRuntime:
                 _mount_overlay(spec.workdir, sandbox, merged)
                 mounted = True
                 self._hand_over(merged)
-                config = self._container_config(spec, image, merged, env)
+                guest = self.guest_client()
+                env.update(
+                    {
+                        "POX_MEMORY_DIR": MEMORY_MOUNT,
+                        "POX_ENCLAVE_MEASUREMENT": image.measurement,
+                        "PATH": f"{GUEST_ROOT}/bin:{image.search_path}",
+                    }
+                )
+                config = self._container_config(spec, image, merged, env, guest)
                 log_file.write(
                     f"PoX docker backend: image {image.ref} ({image.image_id}, measurement "
                     f"{image.measurement}); container command: {config.command[-1]}\n".encode()
@@ -336,6 +386,7 @@ class DockerRuntime:
             measurement=image.measurement if image else None,
             builder_id=image.builder_id if image else None,
             environment_names=passed,
+            extra_code=((GUEST_CODE_NAME, guest.sha256),) if guest else (),
         )
 
     def _image_ref(self, spec: JobSpec) -> str:
@@ -371,11 +422,19 @@ class DockerRuntime:
                     os.lchown(path, uid, uid)
 
     def _container_config(
-        self, spec: JobSpec, image: ImageIdentity, merged: Path, env: dict[str, str]
+        self,
+        spec: JobSpec,
+        image: ImageIdentity,
+        merged: Path,
+        env: dict[str, str],
+        guest: GuestClient,
     ) -> ContainerConfig:
         wd = str(spec.workdir)
         cpus = max(1, min(spec.threads, os.cpu_count() or 1))
-        mounts = [BindMount(source=str(merged), target=wd)]
+        mounts = [
+            BindMount(source=str(merged), target=wd),
+            BindMount(source=str(guest.path), target=GUEST_ROOT, read_only=True),
+        ]
         mounts += [BindMount(e, e, read_only=True) for e in self._read_only_extras(spec)]
         return ContainerConfig(
             name=_container_name(spec.invocation_id),
@@ -390,6 +449,8 @@ class DockerRuntime:
             tmpfs={
                 PRIVATE_TMP: "rw,exec,nosuid,nodev,mode=1777",
                 f"{wd}/.pox": "ro,nosuid,nodev,mode=0555",
+                # dataset plaintext: memory only, the job user's alone, gone with the container
+                MEMORY_MOUNT: f"rw,nosuid,nodev,noexec,mode=0700,uid={self._uid},gid={self._uid}",
             },
             nano_cpus=cpus * 10**9,
             memory_bytes=max(int(spec.mem_mb), 16) * 1024 * 1024 if spec.mem_mb else None,
@@ -442,6 +503,15 @@ class DockerRuntime:
 
     def cancel_all(self) -> None:
         self._jobs.stop_all()
+
+
+def _image_search_path(inspected: dict[str, object]) -> str:
+    config = inspected.get("Config")
+    env = config.get("Env") if isinstance(config, dict) else None
+    for item in env if isinstance(env, list) else ():
+        if isinstance(item, str) and item.startswith("PATH="):
+            return item[len("PATH=") :]
+    return _DEFAULT_SEARCH_PATH
 
 
 def _container_name(invocation_id: str) -> str:

@@ -64,6 +64,9 @@ class RunOutcome:
     builder_id: str | None = None
     # Names (never values) of the host environment variables the job received.
     environment_names: tuple[str, ...] = ()
+    # Code the runtime itself put in the job's reach (the docker backend's dataset client):
+    # (name, hex SHA-256) pairs the statement lists among the job's code.
+    extra_code: tuple[tuple[str, str], ...] = ()
 
 
 class EnclaveRuntime(Protocol):

@@ -207,6 +207,7 @@ class SimRuntime:
                 code = wait_process(process, cancelled, stop)
         if not self._isolated:
             shutil.rmtree(sandbox.stage, ignore_errors=True)
+            shutil.rmtree(_shared_memory_dir(spec), ignore_errors=True)  # plaintext, even if killed
             return self._outcome(spec, code, started, (), passed)
         result = commit_job_outputs(sandbox, spec.workdir, spec.outputs)
         if result.rejected:
@@ -219,6 +220,9 @@ class SimRuntime:
         if not self._isolated:
             tmp = str(sandbox.tmp)
             unisolated = {"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+            shared = _shared_memory_dir(spec)
+            shared.mkdir(mode=0o700, exist_ok=True)
+            unisolated["POX_SHARED_MEMORY_DIR"] = str(shared)
             return ["sh", "-c", spec.command], {**unisolated, **self._dataset_env(isolated=False)}
         plan_outputs(sandbox, spec.workdir, spec.outputs)
         search_path = os.environ.get("PATH", "")
@@ -263,3 +267,9 @@ class SimRuntime:
 
     def cancel_all(self) -> None:
         self._jobs.stop_all()
+
+
+def _shared_memory_dir(spec: JobSpec) -> Path:
+    """Unisolated jobs only: the job's 0700 directory in /dev/shm for dataset plaintext
+    (datasets/job.py), removed after the job whatever its end."""
+    return Path("/dev/shm") / f"pox-job-{spec.invocation_id}"

@@ -17,10 +17,10 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -128,6 +128,13 @@ class RecordedAttempt:
     missing_outputs: tuple[str, ...]
 
 
+class ChallengeSource(Protocol):
+    """A key broker that makes PoCo enclave challenges (sms.scheduler.BrokerChallengeSource):
+    called with a task id (and the measurement of what ran it), returns the challenge address."""
+
+    def __call__(self, task: str, measurement: str | None = None) -> str: ...
+
+
 class RunRecorder:
     """Writer of one run bundle. Thread-safe: jobs record concurrently.
 
@@ -146,11 +153,11 @@ class RunRecorder:
         meta: dict[str, Any],
         resume: bool = True,
         requester: str | None = None,
-        challenge_source: Callable[[str], str] | None = None,
+        challenge_source: ChallengeSource | None = None,
     ) -> None:
         self.workdir = workdir
-        # With a key broker (--pox-sms): makes the session's enclave challenge there, returns the
-        # address (sms.scheduler.BrokerChallengeSource). None: the host makes it (labelled).
+        # With a key broker (--pox-sms): makes the session's enclave challenge there and one per
+        # job (its task), returns the address. None: the host makes one per session (labelled).
         self.challenge_source = challenge_source
         self.runtime = runtime
         self.requester = requester
@@ -408,12 +415,16 @@ class RunRecorder:
             subjects = [Resource(name=log_name, sha256=sha256_bytes(log_bytes))]
         dependencies = self._dependencies(facts, input_digests, outcome)
         image_digest = outcome.image_digest or self.runtime.image_digest()
+        task_id = job_task_id(self.run_id, facts.jobid, facts.attempt)
+        challenge = self.enclave_challenge
+        if self.challenge_source is not None:  # PoCo's model: one challenge per task (docs/sms.md)
+            challenge = self.challenge_source(task_id, outcome.measurement)
         binding = Binding(
             nonce=secrets.token_hex(32),
             public_keys=(self.key.public_key.hex(),),
-            task_id=job_task_id(self.run_id, facts.jobid, facts.attempt),
+            task_id=task_id,
             image_digest=image_digest,
-            enclave_challenge=self.enclave_challenge,
+            enclave_challenge=challenge,
         )
         evidence = self.runtime.evidence(binding.report_data(), measurement=outcome.measurement)
         job = JobRun(
@@ -507,6 +518,8 @@ class RunRecorder:
                 )
             )
         deps.extend(self._code(facts))
+        for name, sha256 in outcome.extra_code:  # code the runtime mounted (docker: `pox`)
+            deps.append(Resource(name=name, sha256=sha256, annotations={"pox.kind": KIND_CODE}))
         for src in self.source_digests:
             deps.append(
                 Resource(name=src.path, sha256=src.sha256, annotations={"pox.kind": KIND_SOURCE})

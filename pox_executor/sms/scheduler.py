@@ -1,13 +1,19 @@
 """The scheduler's side of broker-held enclave challenges, for the executor and for settlement.
 
-With a key broker configured (`--pox-sms URL`), each recording session asks the broker for its
-PoCo enclave challenge instead of making the key on the host: the broker generates and keeps the
-secp256k1 key, the host learns only the address (bound into the session's evidence and checked by
-PoCo in `contributeAndFinalize`). The host keeps a key-less note
-`.pox/enclave-keys/<address>.sms` (broker URL, broker task id, measurement) so that the settlement
-step can later obtain the key the only way the broker allows: by attesting as that task's job.
-The broker task id is SHA-256 of the session's binding task id (`<run-id>/session/<i>`), since PoX
-uses one challenge per recording session.
+With a key broker configured (`--pox-sms URL`), the executor asks the broker for a PoCo enclave
+challenge per task instead of making keys on the host: the broker generates and keeps each
+secp256k1 key, the host learns only the address (bound into the evidence of that job's record
+and checked by PoCo in `contributeAndFinalize`). The task is the job attempt: its broker task id
+is the record's binding task id (`0x` + SHA-256 of `<run-id>/<jobid>/<attempt>`), known when the
+job ends, signed into its statement, and the one settlement later maps to the PoCo task of the
+job's deal. The deadline is PoCo's final deadline (10x the default category's 3600 s) counted
+from the job's end: settlement must contribute before it, as PoCo requires for the deal. A
+session's opening (and jobs dispatched to SLURM or Kubernetes, whose tickets carry one challenge)
+bind the session's challenge, whose broker task id is SHA-256 of `<run-id>/session/<i>`.
+
+The host keeps a key-less note `.pox/enclave-keys/<address>.sms` (broker URL, broker task id,
+measurement of what ran the job) so that settlement can later obtain the key the only way the
+broker allows: by attesting as that task's job.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 
 from pox_executor.errors import PoxError
 from pox_executor.sms import admin
-from pox_executor.sms.challenges import challenge_resource
+from pox_executor.sms.challenges import TASK_ID, challenge_resource
 
 ENCLAVE_KEYS_DIR = Path(".pox") / "enclave-keys"
 # PoCo's final deadline is 10x the category's time reference; PoX's default category uses 3600 s.
@@ -28,13 +34,18 @@ DEFAULT_VALIDITY_S = 10 * 3600
 SMS_TOKEN_ENV = "POX_SMS_TOKEN"
 
 
-def broker_task_id(session_task: str) -> str:
-    """The broker's 32-byte task id for a PoX session binding task id."""
-    return "0x" + hashlib.sha256(session_task.encode("utf-8")).hexdigest()
+def broker_task_id(task: str) -> str:
+    """The broker's 32-byte task id: a job's binding task id as is (already `0x` + 64 hex),
+    else (a session's `<run-id>/session/<i>`) its SHA-256."""
+    if TASK_ID.match(task):
+        return task
+    return "0x" + hashlib.sha256(task.encode("utf-8")).hexdigest()
 
 
 class BrokerChallengeSource:
-    """Makes a session's enclave challenge on the broker; callable as `source(session_task)`."""
+    """Makes enclave challenges on the broker; `source(task, measurement)` returns the address.
+
+    `measurement`: what ran the task (a docker job's image), else the runtime's (`measurement`)."""
 
     def __init__(
         self,
@@ -53,8 +64,8 @@ class BrokerChallengeSource:
         self.validity_s = validity_s
         self.policy = policy
 
-    def __call__(self, session_task: str) -> str:
-        task = broker_task_id(session_task)
+    def __call__(self, task: str, measurement: str | None = None) -> str:
+        binding_task, task = task, broker_task_id(task)
         deadline = int(time.time()) + self.validity_s
         address = admin.create_challenge(
             self.broker_url, self.token, task, deadline, policy=self.policy
@@ -64,8 +75,8 @@ class BrokerChallengeSource:
         note = {
             "broker_url": self.broker_url,
             "task_id": task,
-            "session_task": session_task,
-            "measurement": self.measurement,
+            "binding_task": binding_task,
+            "measurement": measurement or self.measurement,
             "deadline": deadline,
         }
         fd = os.open(directory / f"{address}.sms", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

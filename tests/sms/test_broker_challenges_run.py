@@ -1,8 +1,9 @@
-"""`--pox-sms`: a real Snakemake run whose enclave challenge is made and held by the broker.
+"""`--pox-sms`: a real Snakemake run whose enclave challenges are made and held by the broker.
 
-The host keeps only a key-less note; the session's signed opening binds the broker's address;
-settlement gets the key back only by attesting as that session's job (here with simulated
-evidence, which the broker's policy must allow and which it logs as simulated).
+The host keeps only key-less notes; the session's signed opening binds the session's challenge
+and the job's record its own (per task: tests/sms/test_per_task_challenges.py); settlement gets a
+key back only by attesting as that task's job (here with simulated evidence, which the broker's
+policy must allow and which it logs as simulated).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from eth_account import Account
 from poxrun import bundles, run_snakemake
 
 from pox_executor.chain.actions import _enclave_key
-from pox_executor.provenance.records import SessionOpen, read_entries
+from pox_executor.provenance.records import JobRecord, SessionOpen, read_entries
 from pox_executor.sms import admin
 
 pytestmark = pytest.mark.integration
@@ -41,15 +42,16 @@ def test_run_with_broker_held_challenge(
 
     keys = workdir / ".pox" / "enclave-keys"
     notes = sorted(keys.glob("*.sms"))
-    assert len(notes) == 1 and not list(keys.glob("*.key")), list(keys.iterdir())
-    address = notes[0].stem
-    note = json.loads(notes[0].read_text())
-    assert "key" not in json.dumps(note).lower().replace("enclave-keys", "")
+    assert len(notes) == 2 and not list(keys.glob("*.key")), list(keys.iterdir())
     (bundle,) = bundles(workdir)
-    opening = next(
-        e for e in read_entries(bundle / "attestations.intoto.jsonl") if isinstance(e, SessionOpen)
-    )
-    assert opening.binding.enclave_challenge == address
+    entries = read_entries(bundle / "attestations.intoto.jsonl")
+    opening = next(e for e in entries if isinstance(e, SessionOpen))
+    (job,) = [e for e in entries if isinstance(e, JobRecord)]
+    address = job.binding.enclave_challenge
+    assert {opening.binding.enclave_challenge, address} == {n.stem for n in notes}
+    note = json.loads((keys / f"{address}.sms").read_text())
+    assert note["task_id"] == job.binding.task_id
+    assert "key" not in json.dumps(note).lower().replace("enclave-keys", "")
     record = json.loads((broker.state_dir / "challenges" / f"{note['task_id']}.json").read_text())
     assert record["address"] == address and "box" in record
 

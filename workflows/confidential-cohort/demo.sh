@@ -9,11 +9,23 @@
 # store. Set POX_IPFS=http://127.0.0.1:5001 to push to an IPFS node instead of the local store.
 # The sim backend's evidence is simulated: the grant allows it explicitly, and it proves nothing
 # about confidentiality (see docs/datasets.md).
+# POX_DEMO_BACKEND=docker (as root, `make docker` done): the job runs in the pox/python enclave
+# image instead, the grant names that image's measurement, and the broker listens on Docker's
+# bridge gateway, which job containers reach.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 export PATH="$repo/.venv/bin:$PATH"
 WORK="${WORK:-$(mktemp -d /tmp/pox-confidential.XXXXXX)}"
+backend="${POX_DEMO_BACKEND:-sim}"
+broker_host=127.0.0.1 backend_args=(--pox-backend sim)
+if [[ "$backend" == docker ]]; then
+  broker_host="$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}')"
+  backend_args=(--pox-backend docker --pox-default-image pox/python)
+elif [[ "$backend" != sim ]]; then
+  echo "POX_DEMO_BACKEND: sim or docker, not $backend" >&2
+  exit 2
+fi
 export POX_DATA_DIR="$WORK/pox-data"
 echo "== scratch folder: $WORK"
 broker_pid=""
@@ -62,15 +74,19 @@ dep = json.load(open(os.path.join(d, "deployment.json")))
 print(node["rpc_url"], dep["addresses"]["DatasetRegistry"])
 PY
 )
-pox sms serve --state-dir "$WORK/sms" --port 0 --ready-file "$WORK/sms.ready" \
+pox sms serve --state-dir "$WORK/sms" --host "$broker_host" --port 0 --ready-file "$WORK/sms.ready" \
   --chain-rpc "$rpc" --dataset-registry "$registry" --quiet >"$WORK/sms.log" 2>&1 &
 broker_pid=$!
 for _ in $(seq 1 300); do [[ -s "$WORK/sms.ready" ]] && break; sleep 0.1; done
 broker="$(cat "$WORK/sms.ready")"
 echo "broker at $broker"
 
-echo "== owner: grant the key to the sim backend's enclave only"
-measurement="$(cd "$run" && pox dataset measurement)"
+echo "== owner: grant the key to the $backend backend's enclave only"
+if [[ "$backend" == docker ]]; then
+  measurement="$(pox dataset measurement --image pox/python)"
+else
+  measurement="$(cd "$run" && pox dataset measurement)"
+fi
 pox dataset grant "$owner/cohort.vcf.pox-enc.json" --broker "$broker" \
   --admin-token-file "$WORK/sms/admin.token" --measurement "$measurement" --allow-simulated
 
@@ -81,7 +97,7 @@ broker: "$broker"
 dataset: "data/cohort.vcf.pox-enc"
 requester_key: "keys/requester.pub.pem"
 YAML
-(cd "$run" && snakemake --executor pox --pox-backend sim --pox-chain local --cores 2 --quiet rules \
+(cd "$run" && snakemake --executor pox "${backend_args[@]}" --pox-chain local --cores 2 --quiet rules \
   ${POX_IPFS:+--pox-ipfs "$POX_IPFS"})
 
 echo "== the sealed result: push it, verify the run"
