@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 from broker_process import BrokerProcess
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cohort_run import files_with, write_requester_config
 from docker_images import images
 from poxrun import only_bundle, read_records, run_snakemake
 
@@ -103,26 +102,8 @@ def _prepare(tmp: Path, ciphertext: Path, broker: BrokerProcess) -> Path:
     shutil.copy(ciphertext, run / "data" / "cohort.vcf.pox-enc")
     shutil.copy(ciphertext.with_name(ciphertext.name + ".json"), run / "data")
     (run / "data" / (ciphertext.name + ".json")).rename(run / "data" / "cohort.vcf.pox-enc.json")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (run / "keys" / "requester.pub.pem").write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    (run / "config.yaml").write_text(
-        json.dumps(
-            {
-                "broker": broker.url,
-                "dataset": "data/cohort.vcf.pox-enc",
-                "requester_key": "keys/requester.pub.pem",
-            }
-        )
-    )
+    write_requester_config(run, broker.url)
     return run
-
-
-def _files_with(folder: Path, needle: bytes) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
 def test_granted_image_decrypts_in_container_memory(
@@ -154,7 +135,7 @@ def test_granted_image_decrypts_in_container_memory(
     assert lines["fs"] == "tmpfs" and lines["mode"] == "700", log
     assert lines["header"] == "1"  # the job read the plaintext
     assert outcome.extra_code and outcome.extra_code[0][0] == GUEST_CODE_NAME
-    assert _files_with(run, b"P001") == []
+    assert files_with(run, b"P001") == []
 
 
 def test_docker_workflow_seals_and_records_the_dataset(
@@ -186,7 +167,7 @@ def test_docker_workflow_seals_and_records_the_dataset(
     # sample ids are in the plaintext header only: nowhere under the working directory, whose
     # .pox/stage holds every job's stage (upper layer) and the guest client
     assert (run / ".pox" / "stage").is_dir()
-    assert _files_with(run, b"P001") == []
+    assert files_with(run, b"P001") == []
 
 
 def test_image_not_in_the_policy_is_refused_and_gets_nothing(
@@ -201,4 +182,4 @@ def test_image_not_in_the_policy_is_refused_and_gets_nothing(
     assert "the key broker refused the key of dataset" in logs, logs
     assert f"(measurement {measurements['bio']})" in logs  # the image's, as its evidence says
     assert not (run / "results" / "allele_freqs.tsv.pox-enc").exists()
-    assert _files_with(run, b"P001") == []
+    assert files_with(run, b"P001") == []

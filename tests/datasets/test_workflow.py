@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from broker_process import BrokerProcess
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cohort_run import files_with, write_requester_config
 from poxrun import only_bundle, read_records, run_snakemake
 
 from pox_executor.chain.client import ChainClient
@@ -54,21 +53,7 @@ def _prepare(tmp: Path, chain: ChainClient, broker: BrokerProcess, *, grant_ours
     )
     shutil.copy(done.ciphertext, run / "data" / "cohort.vcf.pox-enc")
     shutil.copy(done.manifest_path, run / "data" / "cohort.vcf.pox-enc.json")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (run / "keys" / "requester.pub.pem").write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    (run / "config.yaml").write_text(
-        json.dumps(
-            {
-                "broker": broker.url,
-                "dataset": "data/cohort.vcf.pox-enc",
-                "requester_key": "keys/requester.pub.pem",
-            }
-        )
-    )
+    write_requester_config(run, broker.url)
     return run
 
 
@@ -76,10 +61,6 @@ def _prepare(tmp: Path, chain: ChainClient, broker: BrokerProcess, *, grant_ours
 def _pox_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     # the job's shell runs `pox`: the one installed next to this interpreter
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-
-
-def _files_with(folder: Path, needle: bytes) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
 def test_granted_enclave_runs_and_its_statement_names_the_dataset(
@@ -113,7 +94,7 @@ def test_granted_enclave_runs_and_its_statement_names_the_dataset(
     )
     assert b"".join(stored) == (run / "results" / "allele_freqs.tsv.pox-enc").read_bytes()
     # the sample ids are in the plaintext header only: nowhere in the run folder
-    assert _files_with(run, b"P001") == []
+    assert files_with(run, b"P001") == []
     verify = subprocess.run(
         [sys.executable, "-m", "pox_executor.cli", "verify", "--allow-simulated"],
         cwd=run,
@@ -134,4 +115,4 @@ def test_enclave_not_granted_fails_clearly_and_gets_nothing(
     logs = "".join(p.read_text() for p in (only_bundle(run) / "logs").glob("*.log"))
     assert "the key broker refused the key of dataset" in logs, logs
     assert not (run / "results" / "allele_freqs.tsv.pox-enc").exists()
-    assert _files_with(run, b"P001") == []
+    assert files_with(run, b"P001") == []
