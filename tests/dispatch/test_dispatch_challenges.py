@@ -29,7 +29,7 @@ from pox_executor.sms.scheduler import BrokerChallengeSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sms"))
 
-from broker_process import BrokerProcess  # noqa: E402
+from broker_process import BrokerProcess
 
 OTHER = Step(4, "d", ("data.txt",), ("d.txt",), "wc -c < data.txt > d.txt")
 
