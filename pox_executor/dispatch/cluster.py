@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pox_executor.audit.evidence_check import BUILDER_MEASUREMENT_MARK
 from pox_executor.dispatch.collector import (
     Collector,
     CollectorServer,
@@ -256,12 +257,32 @@ class ClusterDispatcher:
     def _collected(
         self, submission: Submission, receipt: Receipt, records: tuple[JobRecord, ...]
     ) -> None:
+        self._note_measurements(records)
         with self._lock:
             for index, record in zip(receipt.indices, records, strict=True):
                 self._records[index] = record
             waiting = self._waiting.get(submission.submission_id)
         if waiting is not None:
             waiting.done.set()
+
+    def _note_measurements(self, records: Sequence[JobRecord]) -> None:
+        """With a key broker: say in each task's key-less note what the node attested (the
+        image's measurement its builder id names), as a local job's record does, so settlement
+        attests as that job. Idempotent on the broker (same task, same challenge)."""
+        source = self.recorder.challenge_source
+        if source is None:
+            return
+        for record in records:
+            if BUILDER_MEASUREMENT_MARK not in record.builder_id:
+                continue
+            measurement = record.builder_id.rsplit(BUILDER_MEASUREMENT_MARK, 1)[1].lower()
+            try:
+                source(record.task_id, measurement)
+            except PoxError as exc:  # the record is in the log; only settlement needs the note
+                self.logger.warning(
+                    f"PoX: could not note the measurement of task {record.task_id} for "
+                    f"settlement: {exc}"
+                )
 
     # -- whole run -------------------------------------------------------------------------------
 

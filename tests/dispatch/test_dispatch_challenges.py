@@ -89,6 +89,10 @@ def test_dispatched_jobs_bind_their_own_broker_challenges(
     keys = recorder.workdir / ".pox" / "enclave-keys"
     assert not list(keys.glob("*.key"))
     assert {p.stem for p in keys.glob("*.sms")} >= {bound[1], bound[4]}
+    for r in records:  # the note names what the node attested, as settlement must present it
+        note = json.loads((keys / f"{bound[r.jobid]}.sms").read_text())
+        assert note["task_id"] == r.task_id
+        assert note["measurement"] == r.builder_id.rsplit("@sha256:", 1)[1] != "dispatch-test"
 
 
 @pytest.mark.integration
