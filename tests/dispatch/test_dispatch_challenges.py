@@ -4,7 +4,8 @@ on the node, checked by the head's collector; the session's challenge without a 
 The broker is a real `pox sms serve` process on loopback (tests/sms/broker_process.py); the jobs
 go through the Kubernetes dispatcher with each Job's container command (`pox jobstep TICKET`) run
 as a real local process (`LocalJobs`, as in test_kubernetes_dispatch.py), posting to the head's
-HTTP collector.
+HTTP collector, and through real Snakemake with `--pox-dispatch slurm --pox-sms` on the test
+SLURM cluster (conftest.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Cluster
 from dispatch_nodes import dispatch_recorder, ticket_for
 from recorded import DAG, Step, facts_of
 from test_kubernetes_dispatch import LocalJobs, dispatcher, run, spec_of, verify
+from test_slurm import _finish, _snakemake, _verify, _workflow
 
 from pox_executor.dispatch.collector import Collector, SubmissionRejected
 from pox_executor.dispatch.node import run_jobstep
@@ -122,6 +125,29 @@ def test_a_node_binding_another_tasks_challenge_is_refused(
         cluster.stop()
     assert [r.jobid for r in records_of(recorder)] == [4]  # nothing of the forgery appended
     assert head.collector.rejected >= 2
+
+
+@pytest.mark.integration
+def test_snakemake_on_slurm_with_a_broker_binds_a_challenge_per_task(
+    slurm_cluster: Cluster,
+    tmp_path: Path,
+    broker: BrokerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    workdir = _workflow(tmp_path)
+    monkeypatch.setenv("SNAKEMAKE_POX_SMS", broker.url)
+    monkeypatch.setenv("POX_SMS_TOKEN", broker.token)
+    _finish(_snakemake(slurm_cluster, workdir, "--config", "parts=2"))
+    _verify(workdir)
+    (bundle,) = (workdir / ".pox" / "runs").iterdir()
+    entries = read_entries(bundle / "attestations.intoto.jsonl")
+    jobs = [e for e in entries if isinstance(e, JobRecord)]
+    (opening,) = [e for e in entries if isinstance(e, SessionOpen)]
+    assert sorted(j.rule for j in jobs) == ["all", "part", "part", "summary"]
+    bound = [j.binding.enclave_challenge for j in jobs]
+    for job, address in zip(jobs, bound, strict=True):
+        assert address == held_by_broker(broker, job.task_id)
+    assert len({*bound, opening.binding.enclave_challenge}) == len(jobs) + 1
 
 
 def test_without_a_broker_every_member_binds_the_session_challenge(tmp_path: Path) -> None:
