@@ -121,9 +121,18 @@ class ClusterDispatcher:
         self._poller = threading.Thread(target=self._poll_loop, name=name, daemon=True)
         self._poller.start()
 
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.options.poll_interval_s):
+            with self._lock:
+                pending = [w for w in self._waiting.values() if not w.done.is_set()]
+            if pending:
+                self._poll(pending)
+
     # -- hooks -----------------------------------------------------------------------------------
 
-    def _poll_loop(self) -> None:
+    def _poll(self, waiting: Sequence[Any]) -> None:
+        """Ask the cluster about these unfinished attempts; set `state` and `done` of those that
+        ended (a failed query is logged and retried at the next poll)."""
         raise NotImplementedError
 
     def _ended(self, waiting: Any, *, detailed: bool) -> str:

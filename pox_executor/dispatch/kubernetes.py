@@ -546,34 +546,25 @@ class KubernetesDispatcher(ClusterDispatcher):
     def _gave_up(self, waiting: _Waiting) -> bool:
         return waiting.state == FAILED
 
-    def _poll_loop(self) -> None:
-        while not self._stop.wait(self.options.poll_interval_s):
-            with self._lock:
-                pending = {
-                    w.name: w
-                    for w in self._waiting.values()
-                    if isinstance(w, _Waiting) and not w.done.is_set()
-                }
-            if not pending:
+    def _poll(self, waiting: Sequence[_Waiting]) -> None:
+        try:
+            states = self.cluster.job_states(self.recorder.run_id)
+        except KubernetesError as exc:
+            self.logger.warning(f"PoX: Kubernetes status query failed (will retry): {exc}")
+            return
+        for job in waiting:
+            # a Job created a moment ago may not be listed yet; one listed before and not
+            # now was deleted (by someone, or its TTL): it ends as GONE
+            if job.name in states:
+                job.listed = True
+                state, reason = states[job.name]
+            elif job.listed:
+                state, reason = job_state(None)
+            else:
                 continue
-            try:
-                states = self.cluster.job_states(self.recorder.run_id)
-            except KubernetesError as exc:
-                self.logger.warning(f"PoX: Kubernetes status query failed (will retry): {exc}")
-                continue
-            for name, waiting in pending.items():
-                # a Job created a moment ago may not be listed yet; one listed before and not
-                # now was deleted (by someone, or its TTL): it ends as GONE
-                if name in states:
-                    waiting.listed = True
-                    state, reason = states[name]
-                elif waiting.listed:
-                    state, reason = job_state(None)
-                else:
-                    continue
-                if state in FINISHED:
-                    waiting.state, waiting.reason = state, reason
-                    waiting.done.set()
+            if state in FINISHED:
+                job.state, job.reason = state, reason
+                job.done.set()
 
     def cancel_all(self) -> None:
         with self._lock:

@@ -219,29 +219,21 @@ class SlurmDispatcher(ClusterDispatcher):
 
     # -- status polling ------------------------------------------------------------------------
 
-    def _poll_loop(self) -> None:
-        while not self._stop.wait(self.options.poll_interval_s):
-            with self._lock:
-                pending = {
-                    w.slurm_id: w
-                    for w in self._waiting.values()
-                    if isinstance(w, _Waiting) and not w.done.is_set()
-                }
-            if not pending:
+    def _poll(self, waiting: Sequence[_Waiting]) -> None:
+        pending = {w.slurm_id: w for w in waiting}
+        try:
+            states = self.query_states(sorted(pending))
+        except SlurmError as exc:
+            self.logger.warning(f"PoX: SLURM status query failed (will retry): {exc}")
+            return
+        for slurm_id, (state, node) in states.items():
+            found = pending.get(slurm_id)
+            if found is None:
                 continue
-            try:
-                states = self.query_states(sorted(pending))
-            except SlurmError as exc:
-                self.logger.warning(f"PoX: SLURM status query failed (will retry): {exc}")
-                continue
-            for slurm_id, (state, node) in states.items():
-                waiting = pending.get(slurm_id)
-                if waiting is None:
-                    continue
-                waiting.node = node or waiting.node
-                if state in FINISHED_STATES:
-                    waiting.state = state
-                    waiting.done.set()
+            found.node = node or found.node
+            if state in FINISHED_STATES:
+                found.state = state
+                found.done.set()
 
     def query_states(self, slurm_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """SLURM job id -> (state, node) for the given jobs: sacct, else squeue + scontrol."""
