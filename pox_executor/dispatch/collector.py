@@ -9,7 +9,8 @@ Checks, per envelope, before anything is appended: it is a job record of this ru
 entry), its task id is the one computed from (run, jobid, attempt), it is signed by a key its own
 TEE evidence binds for that task (the node key: fresh per jobstep, generated where the job ran),
 the evidence verifies (simulated evidence only when the run allows it), the attempt is one the
-head dispatched under this submission id (when tickets are registered with `expect`), and every
+head dispatched under this submission id (when tickets are registered with `expect`), its bound
+enclave challenge is the one the head's ticket gave its task (when `expect` names them), and every
 file subject's sha256 equals the file on the shared filesystem (when a workdir is given).
 
 Idempotent: a submission id already collected returns its first receipt (`duplicate=True`); the
@@ -72,9 +73,11 @@ class Receipt:
 
 @dataclass(frozen=True)
 class Expected:
-    """An attempt the head dispatched: the task ids a submission under this id may carry."""
+    """An attempt the head dispatched: the task ids a submission under this id may carry and,
+    when given, the enclave challenge each task's record must bind."""
 
     task_ids: frozenset[str]
+    challenges: Mapping[str, str | None] | None = None
 
 
 class Collector:
@@ -107,10 +110,19 @@ class Collector:
         self.duplicates = 0
         self.rejected = 0
 
-    def expect(self, submission_id: str, task_ids: Iterable[str]) -> None:
-        """Register a dispatched attempt: only these task ids are accepted under this id."""
+    def expect(
+        self,
+        submission_id: str,
+        task_ids: Iterable[str],
+        *,
+        challenges: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """Register a dispatched attempt: only these task ids are accepted under this id, and
+        (with `challenges`) only records binding the enclave challenge given for their task."""
         with self._lock:
-            self._expected[submission_id] = Expected(frozenset(task_ids))
+            self._expected[submission_id] = Expected(
+                frozenset(task_ids), dict(challenges) if challenges is not None else None
+            )
 
     def withdraw(self, submission_id: str) -> Receipt | None:
         """Close a submission id: its receipt if it was collected, else None, and from now on
@@ -209,6 +221,8 @@ class Collector:
                 f"{where}: job {entry.jobid} attempt {entry.attempt} was not dispatched under "
                 "this submission id"
             )
+        if expected is not None and expected.challenges is not None:
+            _check_challenge(entry, expected.challenges.get(entry.task_id), where)
         signer = _signer(envelope, entry, where)
         checked = check_evidence(
             entry.evidence,
@@ -246,6 +260,18 @@ class Collector:
     def close(self) -> None:
         if self._hasher is not None:
             self._hasher.close()
+
+
+def _check_challenge(entry: JobRecord, wanted: str | None, where: str) -> None:
+    """The record binds the enclave challenge the head's ticket gave its task (a node must not
+    bind another task's challenge, nor none)."""
+    bound = entry.binding.enclave_challenge
+    if (bound or "").lower() != (wanted or "").lower():
+        raise SubmissionRejected(
+            f"{where}: job {entry.jobid} attempt {entry.attempt} binds enclave challenge "
+            f"{bound or 'none'}, not {wanted or 'none'}, the one the head's ticket gave this "
+            "task; refused"
+        )
 
 
 def _signer(envelope: Mapping[str, Any], entry: JobRecord, where: str) -> PublicKey:

@@ -4,10 +4,12 @@ The job runs in the backend the ticket names (the same enclave runtimes as on on
 inputs and outputs are hashed here, and its statement is built by the same recorder code as on
 the head, but signed with a key made fresh for this jobstep and bound into this node's own TEE
 evidence for the job's task id: the node never holds the head's session key, and the head cannot
-forge what the node attests. The signed envelope lines are written to the spool directory on the
-shared filesystem first (durable: a head or network outage loses nothing), then posted to the
-head's collector when the ticket names one. On SIGTERM (`scancel`, a SLURM time limit) the job is
-stopped and its attempt is recorded as failed and delivered before the process exits.
+forge what the node attests. Each member binds the enclave challenge the ticket gives its task (the
+one the head's key broker made for it), else the session's. The signed envelope lines are
+written to the spool directory on the shared filesystem first (durable: a head or network outage
+loses nothing), then posted to the head's collector when the ticket names one. On SIGTERM
+(`scancel`, a SLURM time limit) the job is stopped and its attempt is recorded as failed and
+delivered before the process exits.
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ class NodeRecorder(RunRecorder):
         self.run_id = ticket.run_id
         self.key = SigningKey.generate()
         self.enclave_challenge = ticket.enclave_challenge
-        self.challenge_source = None  # the head's session made it; the node only binds it
+        # the head made the challenges (the session's, or one per task on its key broker); the
+        # node only binds what the ticket names for each member
+        self.challenge_source = _TicketChallenges(ticket) if ticket.enclave_challenges else None
         self.log = _CapturedLog()  # type: ignore[assignment]
         self.producers = dict(ticket.producers)
         self._earlier = None
@@ -85,6 +89,18 @@ class NodeRecorder(RunRecorder):
         captured = self.log
         assert isinstance(captured, _CapturedLog)
         return tuple(captured.lines)
+
+
+class _TicketChallenges:
+    """The ticket's task id -> challenge map, as the recorder asks a key broker for one."""
+
+    def __init__(self, ticket: Ticket) -> None:
+        self.ticket = ticket
+
+    def __call__(self, task: str, measurement: str | None = None) -> str:
+        address = self.ticket.challenge_for(task)
+        assert address is not None  # a ticket with per-task challenges has one for each member
+        return address
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ the session's workflow sources and enclave challenge, and where to deliver the r
 carries no secret the node could misuse: the collector token only lets a sender offer statements,
 which the head checks one by one.
 
+Enclave challenges: `enclave_challenge` is the session's (bound by every member when the head has
+no key broker); `enclave_challenges` (absent in tickets written before it, read as empty) maps
+each member's task id (`job_task_id(run, jobid, attempt)`) to the address of the challenge the
+head's key broker (`--pox-sms`) made for that task: the node binds that one, and the collector
+refuses any other.
+
 A *submission* (`pox-submission/v1`) is what a node delivers: the id of the ticket it answers and
 the signed envelope lines (one per member of a group job). Submissions are idempotent: the same id
 sent twice is collected once (`collector`).
@@ -28,9 +34,13 @@ from pox_executor.errors import UsageError
 from pox_executor.primitives import write_atomically
 from pox_executor.provenance.digests import FileDigest
 from pox_executor.provenance.recorder import JobFacts, OutputFile, Producer
+from pox_executor.provenance.records import job_task_id
 
 TICKET_FORMAT = "pox-job-ticket/v1"
 SUBMISSION_FORMAT = "pox-submission/v1"
+# A member's task id (the binding's) and a PoCo enclave challenge address.
+_TASK_ID = re.compile(r"^0x[0-9a-f]{64}$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 # A submission id names a spool file: keep it to a safe file name.
 _SUBMISSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # One submission holds at most this many envelopes and bytes (a group job's members).
@@ -150,10 +160,24 @@ class Ticket:
     collector_token: str | None = None
     script: Path | None = None  # a long shell command's script, removed after the job
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # task id -> the address of its broker-held enclave challenge (empty: no key broker)
+    enclave_challenges: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def submission_id(self) -> str:
         return self.spec.invocation_id
+
+    def challenge_for(self, task_id: str) -> str | None:
+        """The enclave challenge the member of task `task_id` must bind."""
+        if not self.enclave_challenges:
+            return self.enclave_challenge
+        try:
+            return self.enclave_challenges[task_id]
+        except KeyError:
+            raise ProtocolError(
+                f"job ticket {self.submission_id}: field 'enclave_challenges' has no challenge "
+                f"for task {task_id}"
+            ) from None
 
     def to_json(self) -> bytes:
         spec = self.spec
@@ -180,6 +204,7 @@ class Ticket:
             "default_image": self.default_image,
             "shared_home": self.shared_home,
             "enclave_challenge": self.enclave_challenge,
+            "enclave_challenges": dict(sorted(self.enclave_challenges.items())),
             "sources": [
                 {"path": s.path, "sha256": s.sha256, "size_bytes": s.size_bytes}
                 for s in self.sources
@@ -206,8 +231,9 @@ class Ticket:
         if reader.get("format", str) != TICKET_FORMAT:
             raise ProtocolError(f"{where}: field 'format' must be {TICKET_FORMAT!r}")
         spec = _Fields(reader.get("spec", dict), f"{where}: spec")
+        challenges = _challenges_from(reader, where)
         try:
-            return cls(
+            ticket = cls(
                 run_id=reader.get("run_id", str),
                 members=tuple(
                     _facts_from(m, f"{where}: members[{i}]")
@@ -248,9 +274,31 @@ class Ticket:
                 collector_token=reader.optional("collector_token", str),
                 script=Path(s) if (s := reader.optional("script", str)) else None,
                 extra=dict(reader.get("extra", dict)),
+                enclave_challenges=challenges,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"{where}: malformed job ticket ({exc!r})") from None
+        if challenges:
+            for member in ticket.members:
+                task = job_task_id(ticket.run_id, member.jobid, member.attempt)
+                if task not in challenges:
+                    raise ProtocolError(
+                        f"{where}: field 'enclave_challenges' has no challenge for job "
+                        f"{member.jobid} attempt {member.attempt} (task {task})"
+                    )
+        return ticket
+
+
+def _challenges_from(reader: _Fields, where: str) -> dict[str, str]:
+    """The ticket's task id -> challenge address map; absent (an older ticket): empty."""
+    raw = reader.optional("enclave_challenges", dict) or {}
+    for task, address in raw.items():
+        if not _TASK_ID.match(task) or not isinstance(address, str) or not _ADDRESS.match(address):
+            raise ProtocolError(
+                f"{where}: field 'enclave_challenges' must map task ids (0x + 64 hex) to "
+                f"challenge addresses (0x + 40 hex); got {str(task)[:70]!r}: {str(address)[:50]!r}"
+            )
+    return dict(raw)
 
 
 def write_ticket(path: Path, ticket: Ticket) -> None:

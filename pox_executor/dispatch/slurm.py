@@ -12,31 +12,26 @@ the attempt's signed statement (posted over HTTP by the node) or SLURM says the 
 it collects the spooled copy if HTTP did not deliver it. A job that ended without leaving a
 statement (killed with SIGKILL, node lost, never started) is recorded by the head, with its
 session key, as a failed attempt naming the SLURM state, so Snakemake's retry starts a new one.
+All of that but the SLURM commands is `dispatch.cluster`'s, shared with the Kubernetes dispatcher.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shlex
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pox_executor.dispatch.collector import Collector, CollectorServer, SubmissionRejected
-from pox_executor.dispatch.protocol import Ticket, read_spool, remove_quietly, write_ticket
-from pox_executor.enclave.runtime import JobSpec, RunOutcome
+from pox_executor.dispatch.cluster import ClusterDispatcher, Waiting, producers_for
+from pox_executor.dispatch.protocol import remove_quietly
+from pox_executor.enclave.runtime import JobSpec
 from pox_executor.errors import PoxError, UsageError
-from pox_executor.primitives import utc_now
-from pox_executor.provenance.names import record_name
-from pox_executor.provenance.recorder import JobFacts, Producer, RunRecorder
-from pox_executor.provenance.records import JobRecord, job_task_id
+from pox_executor.provenance.recorder import JobFacts, RunRecorder
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +85,11 @@ class DispatchOptions:
     sbatch_extra: tuple[str, ...] = ()
 
 
-@dataclass
-class _Waiting:
+@dataclass(kw_only=True)
+class _Waiting(Waiting):
+    """A SLURM job the head waits for (`state`: its finished SLURM state, once seen)."""
+
     slurm_id: str
-    ticket: Ticket
-    done: threading.Event = field(default_factory=threading.Event)
-    state: str | None = None  # the finished SLURM state, once seen
     node: str = ""
 
 
@@ -153,7 +147,7 @@ def sbatch_arguments(
     return args
 
 
-class SlurmDispatcher:
+class SlurmDispatcher(ClusterDispatcher):
     """Runs a run's jobs as SLURM batch jobs and collects their node-signed statements."""
 
     def __init__(
@@ -165,34 +159,11 @@ class SlurmDispatcher:
                     f"--pox-dispatch slurm needs the SLURM command {tool!r}, not found on PATH",
                     hint="run on a SLURM login node (or start the test cluster: make slurm-up)",
                 )
-        self.recorder = recorder
-        self.options = options
-        self.logger = logger or log
-        self.workdir = recorder.workdir
-        self.directory = self.workdir / ".pox" / "dispatch" / recorder.run_id
-        self.tickets_dir = self.directory / "tickets"
-        self.spool_dir = self.directory / "spool"
+        super().__init__(recorder, options, collector_host=options.collector_host, logger=logger)
         self.slurm_logs = self.directory / "slurm"
-        for d in (self.tickets_dir, self.spool_dir, self.slurm_logs):
-            d.mkdir(parents=True, exist_ok=True)
-        self.collector = Collector(
-            recorder.run_id,
-            recorder.append_collected,
-            workdir=self.workdir,
-            allow_simulated=True,  # judged by `pox verify` for the whole run, as for local jobs
-            require_expected=True,
-            known_digests=recorder.log.envelope_digests(),
-            on_collected=self._collected,
-        )
-        self._token = secrets.token_urlsafe(32)
-        self.server = CollectorServer(self.collector, self._token, host=options.collector_host)
-        self._lock = threading.Lock()
-        self._records: dict[int, JobRecord] = {}  # log index -> collected record
-        self._waiting: dict[str, _Waiting] = {}  # by submission id
-        self._stop = threading.Event()
+        self.slurm_logs.mkdir(parents=True, exist_ok=True)
         self._use_sacct: bool | None = None
-        self._poller = threading.Thread(target=self._poll_loop, name="pox-slurm-poll", daemon=True)
-        self._poller.start()
+        self._start_polling("pox-slurm-poll")
 
     # -- one job -------------------------------------------------------------------------------
 
@@ -201,13 +172,7 @@ class SlurmDispatcher:
 
         Called on the executor's worker thread; blocks until the attempt is recorded.
         """
-        ticket = self._ticket(facts, spec, script)
-        path = self.tickets_dir / f"{ticket.submission_id}.json"
-        write_ticket(path, ticket)
-        run_id = self.recorder.run_id
-        self.collector.expect(
-            ticket.submission_id, (job_task_id(run_id, f.jobid, f.attempt) for f in facts)
-        )
+        ticket, path = self._write_ticket(facts, spec, script)
         command = [
             "sbatch",
             *sbatch_arguments(
@@ -239,122 +204,36 @@ class SlurmDispatcher:
         finally:
             remove_quietly(path)
 
-    def _ticket(self, facts: Sequence[JobFacts], spec: JobSpec, script: Path | None) -> Ticket:
-        rec = self.recorder
-        return Ticket(
-            run_id=rec.run_id,
-            members=tuple(facts),
-            spec=spec,
-            backend=self.options.backend,
-            isolate=self.options.isolate,
-            default_image=self.options.default_image,
-            shared_home=self.options.shared_home,
-            enclave_challenge=rec.enclave_challenge,
-            sources=tuple(rec.source_digests),
-            producers=_producers_for(rec, facts),
-            spool_dir=self.spool_dir,
-            collector_url=self.server.url,
-            collector_token=self._token,
-            script=script,
-        )
+    def _ended(self, waiting: _Waiting, *, detailed: bool) -> str:
+        node = f" on {waiting.node}" if detailed and waiting.node else ""
+        return f"SLURM job {waiting.slurm_id} ended {waiting.state or 'UNKNOWN'}{node}"
 
-    def _outcome(self, waiting: _Waiting, facts: Sequence[JobFacts], spec: JobSpec) -> str | None:
-        sid = waiting.ticket.submission_id
-        # SLURM reports a cancelled job at once, while its jobstep may still be recording the
-        # stopped attempt: give it the grace period before deciding it left nothing
-        deadline = time.monotonic() + self.options.collect_grace_s
-        receipt = self.collector.receipt(sid) or self._collect_spooled(sid)
-        while receipt is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-            receipt = self.collector.receipt(sid) or self._collect_spooled(sid)
-        if receipt is None:
-            receipt = self.collector.withdraw(sid)  # None: nothing came, nothing more will
-        if receipt is None:
-            self._record_lost(waiting, facts, spec)
-            return (
-                f"SLURM job {waiting.slurm_id} ended {waiting.state or 'UNKNOWN'} without a "
-                f"signed statement (recorded as a failed attempt); SLURM log: "
-                f"{self.slurm_logs / (sid + '.log')}\n"
-            )
-        records = [self._record_at(i) for i in receipt.indices]
-        failed = [r for r in records if r is None or not r.succeeded]
-        if failed:
-            exit_codes = {r.exit_code for r in records if r is not None}
-            return (
-                f"exit code {', '.join(map(str, sorted(exit_codes)))} on SLURM job "
-                f"{waiting.slurm_id}; job log: {spec.log_path}\n"
-            )
-        return None
+    def _ran_in(self, waiting: _Waiting) -> str:
+        return f"on SLURM job {waiting.slurm_id}"
 
-    def _record_at(self, index: int) -> JobRecord | None:
-        with self._lock:
-            return self._records.get(index)
+    def _lost_hint(self, waiting: _Waiting) -> str:
+        return f"; SLURM log: {self.slurm_logs / (waiting.ticket.submission_id + '.log')}"
 
-    def _collect_spooled(self, sid: str) -> Any:
-        try:
-            submission = read_spool(self.spool_dir, sid)
-        except PoxError as exc:
-            self.logger.warning(f"PoX: unreadable spooled statement of {sid}: {exc}")
-            return None
-        if submission is None:
-            return None
-        try:
-            return self.collector.submit(submission)
-        except SubmissionRejected as exc:
-            self.logger.warning(f"PoX: the spooled statement of {sid} was refused: {exc}")
-            return None
-
-    def _record_lost(self, waiting: _Waiting, facts: Sequence[JobFacts], spec: JobSpec) -> None:
-        """The head records an attempt whose node left no statement: failed, saying why."""
-        now = utc_now()
-        note = (
-            f"SLURM job {waiting.slurm_id} ended {waiting.state or 'UNKNOWN'}"
-            f"{' on ' + waiting.node if waiting.node else ''} before its jobstep delivered a "
-            "signed statement: recorded by the head, nothing of the job's outputs is attested"
-        )
-        outcome = RunOutcome(
-            exit_code=1, started_on=now, finished_on=now, isolated=False, isolation=note
-        )
-        for f in facts:
-            self.recorder.record(
-                f,
-                outcome,
-                input_digests=self.recorder.hash_inputs(f),
-                invocation_id=spec.invocation_id
-                if len(facts) == 1
-                else f"{spec.invocation_id}/{f.jobid}",
-                job_log=self.slurm_logs / f"{spec.invocation_id}.log",
-            )
-
-    def _collected(self, submission: Any, receipt: Any, records: tuple[JobRecord, ...]) -> None:
-        with self._lock:
-            for index, record in zip(receipt.indices, records, strict=True):
-                self._records[index] = record
-            waiting = self._waiting.get(submission.submission_id)
-        if waiting is not None:
-            waiting.done.set()
+    def _lost_log(self, spec: JobSpec) -> Path:
+        return self.slurm_logs / f"{spec.invocation_id}.log"
 
     # -- status polling ------------------------------------------------------------------------
 
-    def _poll_loop(self) -> None:
-        while not self._stop.wait(self.options.poll_interval_s):
-            with self._lock:
-                pending = {w.slurm_id: w for w in self._waiting.values() if not w.done.is_set()}
-            if not pending:
+    def _poll(self, waiting: Sequence[_Waiting]) -> None:
+        pending = {w.slurm_id: w for w in waiting}
+        try:
+            states = self.query_states(sorted(pending))
+        except SlurmError as exc:
+            self.logger.warning(f"PoX: SLURM status query failed (will retry): {exc}")
+            return
+        for slurm_id, (state, node) in states.items():
+            found = pending.get(slurm_id)
+            if found is None:
                 continue
-            try:
-                states = self.query_states(sorted(pending))
-            except SlurmError as exc:
-                self.logger.warning(f"PoX: SLURM status query failed (will retry): {exc}")
-                continue
-            for slurm_id, (state, node) in states.items():
-                waiting = pending.get(slurm_id)
-                if waiting is None:
-                    continue
-                waiting.node = node or waiting.node
-                if state in FINISHED_STATES:
-                    waiting.state = state
-                    waiting.done.set()
+            found.node = node or found.node
+            if state in FINISHED_STATES:
+                found.state = state
+                found.done.set()
 
     def query_states(self, slurm_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """SLURM job id -> (state, node) for the given jobs: sacct, else squeue + scontrol."""
@@ -378,30 +257,13 @@ class SlurmDispatcher:
 
     def cancel_all(self) -> None:
         with self._lock:
-            ids = [w.slurm_id for w in self._waiting.values()]
+            ids = [w.slurm_id for w in self._waiting.values() if isinstance(w, _Waiting)]
         if ids:
             subprocess.run(["scancel", *ids], capture_output=True, check=False)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._poller.join()
-        self.server.close()
-        self.collector.close()
 
-
-def _producers_for(recorder: RunRecorder, facts: Sequence[JobFacts]) -> Mapping[str, Producer]:
-    """The producers of the job's inputs (and of directories holding them), from the head."""
-    names = {
-        record_name(n, recorder.workdir) if not n.startswith("external:") else n
-        for f in facts
-        for n in f.inputs
-    }
-    wanted = set(names)
-    for name in names:
-        parts = name.split("/")
-        wanted.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    producers = dict(recorder.producers)  # a copy: the recorder adds to it concurrently
-    return {n: p for n, p in producers.items() if n in wanted}
+# The head's producers of a job's inputs (kept under this name for callers of this module).
+_producers_for = producers_for
 
 
 def _which(tool: str) -> str | None:

@@ -8,8 +8,9 @@ is the record's binding task id (`0x` + SHA-256 of `<run-id>/<jobid>/<attempt>`)
 job ends, signed into its statement, and the one settlement later maps to the PoCo task of the
 job's deal. The deadline is PoCo's final deadline (10x the default category's 3600 s) counted
 from the job's end: settlement must contribute before it, as PoCo requires for the deal. A
-session's opening (and jobs dispatched to SLURM or Kubernetes, whose tickets carry one challenge)
-bind the session's challenge, whose broker task id is SHA-256 of `<run-id>/session/<i>`.
+session's opening binds the session's challenge, whose broker task id is SHA-256 of
+`<run-id>/session/<i>`. Jobs dispatched to SLURM or Kubernetes get theirs when the head writes
+their ticket (`dispatch.cluster`), under the same binding task ids.
 
 The host keeps a key-less note `.pox/enclave-keys/<address>.sms` (broker URL, broker task id,
 measurement of what ran the job) so that settlement can later obtain the key the only way the

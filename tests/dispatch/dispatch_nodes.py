@@ -14,11 +14,14 @@ from pox_executor.dispatch.protocol import Submission, Ticket
 from pox_executor.dispatch.slurm import _producers_for
 from pox_executor.enclave.runtime import JobSpec, OutputSpec
 from pox_executor.enclave.sim import SimRuntime
-from pox_executor.provenance.recorder import RunRecorder
+from pox_executor.provenance.recorder import ChallengeSource, RunRecorder
 
 
-def dispatch_recorder(workdir: Path) -> RunRecorder:
-    """A head recorder whose signed session settings name a dispatch, opened (sources hashed)."""
+def dispatch_recorder(
+    workdir: Path, *, challenge_source: ChallengeSource | None = None
+) -> RunRecorder:
+    """A head recorder whose signed session settings name a dispatch, opened (sources hashed);
+    `challenge_source`: a key broker making the enclave challenges (`--pox-sms`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "Snakefile").exists():
         (workdir / "Snakefile").write_text("# dispatched in-process\n")
@@ -30,7 +33,13 @@ def dispatch_recorder(workdir: Path) -> RunRecorder:
         "pox_version": "test",
         "settings": {"backend": "sim", "dispatch": "slurm"},
     }
-    recorder = RunRecorder(workdir, runtime, snakefile=str(workdir / "Snakefile"), meta=meta)
+    recorder = RunRecorder(
+        workdir,
+        runtime,
+        snakefile=str(workdir / "Snakefile"),
+        meta=meta,
+        challenge_source=challenge_source,
+    )
     recorder.record_sources(["Snakefile"], {})
     return recorder
 
