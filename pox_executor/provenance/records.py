@@ -74,7 +74,9 @@ def session_task_id(run_id: str, session: int) -> str:
 
 
 MAX_JSON_DEPTH = 200
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A JSON string, written as the "unrolled loop" (runs of plain bytes, then one escape): the
+# engine then moves a run at a time instead of trying an alternation at every byte.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -83,6 +85,10 @@ def json_depth_exceeds(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
     Checked before parsing: CPython's parser can exhaust the C stack on deep nesting.
     """
+    # Nesting depth never exceeds the number of opening brackets in the text (those inside
+    # strings included), so text with few of them needs no scan at all: two C-speed counts.
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
     brackets = _JSON_STRING.sub(b'""', data).translate(None, _NOT_BRACKETS)
     if brackets.count(b"[") + brackets.count(b"{") <= limit:
         return False
