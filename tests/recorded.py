@@ -118,6 +118,7 @@ def record_run(
     status: str | None = None,
     requester: str | None = None,
     finish: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> RecordedRun:
     """Record `steps` in a run under `workdir` (created with Snakefile and data.txt); an
     interrupted run there (recorded with finish=False, then `crash`ed) is resumed."""
@@ -131,7 +132,7 @@ def record_run(
     def keep() -> None:
         checkpoints[recorder.log.size] = (recorder.bundle.checkpoint_path).read_text()
 
-    recorder.record_sources(["Snakefile"], {})
+    recorder.record_sources(["Snakefile"], {}, config_overrides=config_overrides)
     keep()
     results = []
     for step in steps:

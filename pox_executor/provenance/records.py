@@ -30,6 +30,7 @@ from pox_executor.enclave.evidence import Evidence
 from pox_executor.errors import BundleError, PoxError, VerificationError
 from pox_executor.primitives import sha256_bytes
 from pox_executor.provenance._base64 import b64decode_strict
+from pox_executor.provenance.config_overrides import parse_recorded
 from pox_executor.provenance.dsse import envelope_digest
 from pox_executor.provenance.keys import PublicKey
 from pox_executor.provenance.log import MAX_LINE_BYTES, read_log_lines
@@ -188,6 +189,8 @@ class SessionOpen:
     requester: str | None
     started: str
     continues: tuple[int, str] | None  # (size, hex root) of the log this session extends
+    # `--config` overrides as recorded (provenance/config_overrides.py); None: not recorded
+    config_overrides: Mapping[str, Mapping[str, Any]] | None = None
 
     kind = "session-open"
 
@@ -390,6 +393,7 @@ def _session_open(st: Mapping[str, Any], line_no: int, digest: str) -> SessionOp
         requester=requester,
         started=require_field(p, "started", str, where),
         continues=continues,
+        config_overrides=parse_recorded(p.get("config_overrides"), where=where),
     )
 
 
