@@ -150,20 +150,34 @@ def _image_problems(recorded: Plan) -> list[str]:
             if image != here
         ]
     if recorded.backend == "docker":
-        try:
-            import docker  # type: ignore[import-untyped]
-
-            client = docker.from_env()
-            missing = []
-            for image in sorted(recorded.images):
-                try:
-                    client.images.get(image)
-                except docker.errors.ImageNotFound:
-                    missing.append(f"image {image}: not present in the Docker engine")
-            return missing
-        except docker.errors.DockerException as exc:
-            return [f"Docker engine unavailable ({exc})"]
+        return _docker_image_problems(recorded.images)
     return [f"backend {recorded.backend!r}: reproduction supports the sim and docker backends"]
+
+
+def _docker_image_problems(images: set[str]) -> list[str]:
+    """Each recorded image (`sha256:<measurement>`) must be held by the engine: some local image
+    must have that measurement (`engine.measurement_of`: the layer digest of a single-layer
+    image, as `pox images build` makes them; else the image id). PoX never pulls."""
+    from pox_executor.enclave import engine
+    from pox_executor.errors import EnclaveError
+
+    if engine.engine_version() is None:
+        return ["the recorded jobs ran in Docker images, and no Docker engine answers"]
+    held: dict[str, list[str]] = {}
+    try:
+        for image_id in sorted({str(i) for i in engine.client().images(quiet=True)}):
+            inspected = engine.inspect_image(image_id)
+            if inspected is not None:
+                names = list(inspected.get("RepoTags") or []) or [image_id[:19]]
+                held.setdefault(engine.measurement_of(inspected), []).extend(names)
+    except EnclaveError as exc:
+        return [f"the Docker engine's images could not be listed ({exc})"]
+    return [
+        f"image {image}: not present in the Docker engine (no image there has this "
+        "measurement; build it with `pox images build NAME` or `docker load` the recorded one)"
+        for image in sorted(images)
+        if image.removeprefix("sha256:") not in held
+    ]
 
 
 def rerun(
