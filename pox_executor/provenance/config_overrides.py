@@ -23,7 +23,8 @@ import rfc8785
 from pox_executor.errors import UsageError, VerificationError
 
 SECRET_KEY_PATTERN = re.compile(
-    r"secret|token|passw|pwd|api[_-]?key|private[_-]?key|credential|auth|cookie|session[_-]?key",
+    r"secret|token|passw|pwd|(api|private|access)[_-]?key|credential|auth(?!or)|cookie"
+    r"|session[_-]?key",
     re.IGNORECASE,
 )
 WITHHELD_REASON = "the key looks like a secret: only the value's SHA-256 is recorded"

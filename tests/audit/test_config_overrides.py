@@ -20,6 +20,7 @@ from snakemake.cli import parse_config
 from pox_executor.audit.verify import verify_run
 from pox_executor.errors import UsageError, VerificationError
 from pox_executor.provenance.config_overrides import (
+    WITHHELD_REASON,
     config_arguments,
     parse_recorded,
     record_overrides,
@@ -55,6 +56,10 @@ def test_every_kind_of_value_is_replayed_to_the_same_parsed_value() -> None:
 def test_secret_looking_keys_keep_only_a_digest_and_must_be_given_back() -> None:
     recorded = record_overrides(parse_config(["api_token=s3cret", "DB_PASSWORD=pw", "kk=v"]))
     assert recorded["kk"] == {"value": "v"}
+    assert record_overrides({"author": "Ada", "AWS_ACCESS_KEY": "x"}) == {
+        "AWS_ACCESS_KEY": {"sha256": value_sha256("x"), "withheld": WITHHELD_REASON},
+        "author": {"value": "Ada"},
+    }
     assert "s3cret" not in json.dumps(recorded) and "pw" not in json.dumps(recorded)
     assert recorded["api_token"]["sha256"] == value_sha256("s3cret")
     with pytest.raises(UsageError) as missing:
