@@ -5,7 +5,8 @@ or a crate written by `pox export`, which embeds the bundle and the files); into
 directory go the recorded workflow sources and the run's raw inputs, each copied only if its
 bytes have the recorded SHA-256 (any missing or different file refuses the reproduction, naming
 it); the recorded images must be available by digest (the `sim` backend's environment digest
-must equal the recorded one; a Docker image must be present by id). Then Snakemake runs the
+must equal the recorded one; the Docker engine must hold an image with each recorded
+measurement, see `_docker_image_problems`). Then Snakemake runs the
 workflow under PoX with the recorded backend and the recorded `--config` overrides (values from
 the signed session opening; a withheld, secret-looking one must be given again and must match its
 recorded digest: `provenance/config_overrides.py`), and `audit/diff.py` compares the new run with
