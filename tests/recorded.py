@@ -155,7 +155,12 @@ def record_run(
 
 
 def crash(run: RecordedRun) -> None:
-    """What a kill leaves: the writer's lock is released, no closing is written."""
+    """What a kill leaves: the writer's lock is released, no closing is written, and the log's
+    pending group-commit checkpoint never comes (a live timer would later overwrite the resumed
+    session's checkpoint with this one's smaller tree)."""
+    timer = run.recorder.log._timer
+    if timer is not None:
+        timer.cancel()
     assert run.recorder._writer_lock is not None
     run.recorder._writer_lock.release()
     run.recorder.hasher.cache.close()
