@@ -358,7 +358,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._sources_recorded = True
         names = sorted({record_name(p, self.workdir) for p in self._source_paths()})
         config = dict(getattr(self.workflow, "config", {}) or {})
-        self.recorder.record_sources(names, config, open_now=False)
+        settings = getattr(self.workflow, "config_settings", None)
+        overrides = dict(getattr(settings, "config", None) or {})
+        self.recorder.record_sources(names, config, open_now=False, config_overrides=overrides)
 
     def _source_paths(self) -> list[Path]:
         """Absolute paths of the workflow's source files (Snakefiles, includes, scripts...)."""

@@ -118,6 +118,7 @@ def record_run(
     status: str | None = None,
     requester: str | None = None,
     finish: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> RecordedRun:
     """Record `steps` in a run under `workdir` (created with Snakefile and data.txt); an
     interrupted run there (recorded with finish=False, then `crash`ed) is resumed."""
@@ -131,7 +132,7 @@ def record_run(
     def keep() -> None:
         checkpoints[recorder.log.size] = (recorder.bundle.checkpoint_path).read_text()
 
-    recorder.record_sources(["Snakefile"], {})
+    recorder.record_sources(["Snakefile"], {}, config_overrides=config_overrides)
     keep()
     results = []
     for step in steps:
@@ -154,7 +155,12 @@ def record_run(
 
 
 def crash(run: RecordedRun) -> None:
-    """What a kill leaves: the writer's lock is released, no closing is written."""
+    """What a kill leaves: the writer's lock is released, no closing is written, and the log's
+    pending group-commit checkpoint never comes (a live timer would later overwrite the resumed
+    session's checkpoint with this one's smaller tree)."""
+    timer = run.recorder.log._timer
+    if timer is not None:
+        timer.cancel()
     assert run.recorder._writer_lock is not None
     run.recorder._writer_lock.release()
     run.recorder.hasher.cache.close()

@@ -162,6 +162,12 @@ def diff_runs(graph: nx.DiGraph, run_a: str, run_b: str) -> RunDiff:
     notes = []
     if runs[run_a]["config_sha256"] != runs[run_b]["config_sha256"]:
         notes.append("the workflow configuration differs (config digests in the session openings)")
+    overrides_a, overrides_b = (runs[r].get("config_overrides") for r in (run_a, run_b))
+    if overrides_a is not None and overrides_b is not None and overrides_a != overrides_b:
+        keys = sorted(
+            k for k in {*overrides_a, *overrides_b} if overrides_a.get(k) != overrides_b.get(k)
+        )
+        notes.append(f"the --config overrides differ: {', '.join(keys)}")
     ordered = sorted(diffs.values(), key=lambda d: (not d.first, order.index(d.key)))
     return RunDiff(run_a, run_b, ordered, sources, notes)
 

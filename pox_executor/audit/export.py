@@ -10,9 +10,14 @@ Owns the mapping from the provenance graph (`audit/graph.py`) to standard format
   the crate whose `extra` line is the job's DSSE envelope, the log leaf) and the run log; an
   `OrganizeAction` for Snakemake with the PoX executor; the run's `CreateAction`; files with
   their `sha256` (the bytes on disk are copied into the crate only when they still have the
-  recorded digest). The run bundle is embedded at `.pox/runs/<run-id>/`, so the crate is
-  itself a working directory for `pox verify`, `pox lineage` and `pox reproduce`.
-- **PROV** (the `prov` package): PROV-JSON or PROV-N, from the same graph.
+  recorded digest) and, for the files whose bytes are in the crate, their IPFS CID as an
+  `identifier` (`PropertyValue`, `propertyID` "cid", profile `unixfs-v0-2015`: what Kubo's
+  default `ipfs add` gives the bytes, computed offline by `storage/unixfs.py`). The run bundle
+  is embedded at `.pox/runs/<run-id>/`, so the crate is itself a working directory for
+  `pox verify`, `pox lineage` and `pox reproduce`.
+- **PROV** (the `prov` package): PROV-JSON or PROV-N, from the same graph; a file version
+  whose bytes are still on disk with the recorded digest carries `pox:cid` and
+  `pox:cidProfile`.
 - **in-toto**: the run's `attestations.intoto.jsonl`, byte for byte.
 
 Nothing here writes into a run bundle; outputs never replace an existing path.
@@ -20,6 +25,7 @@ Nothing here writes into a run bundle; outputs never replace an existing path.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import warnings
 from collections.abc import Mapping
@@ -30,14 +36,16 @@ import networkx as nx
 
 from pox_executor.audit.graph import FILE, jobs_of
 from pox_executor.errors import PoxError, UsageError
-from pox_executor.primitives import sha256_file
 from pox_executor.provenance import merkle
 from pox_executor.provenance.bundle import RunBundle
 from pox_executor.provenance.log import read_log_lines
 from pox_executor.provenance.names import is_external
 from pox_executor.provenance.tlog_proof import format_proof
+from pox_executor.storage.unixfs import FileImporter, get_profile
 
 FORMATS = ("rocrate", "prov", "provn", "intoto")
+# Kubo's default `ipfs add` (CIDv0): any IPFS node, `ipfs add -n`, or Debian's `ipfs_cid` checks it
+CID_PROFILE = "unixfs-v0-2015"
 PROFILES = {
     "process": "https://w3id.org/ro/wfrun/process/0.5",
     "workflow": "https://w3id.org/ro/wfrun/workflow/0.5",
@@ -368,13 +376,46 @@ def _add_data_file(
         props["sha256"] = sha256
     local = workdir / name
     source = None
-    if sha256 and not is_external(name) and local.is_file() and sha256_file(local) == sha256:
+    cid = None if is_external(name) else file_cid(local, sha256)
+    if cid is not None:
         source = local
+        props["identifier"] = crate.add(_cid_entity(crate, cid))
     else:
         props["description"] = "not included: the file is gone or no longer has the recorded digest"
     if is_external(name):
         return crate.add(_external(crate, name, props))
     return crate.add_file(source=source, dest_path=name, properties=props)
+
+
+def file_cid(path: Path, sha256: str | None) -> str | None:
+    """The CID (profile CID_PROFILE) of the regular file at `path` if its bytes have the SHA-256
+    `sha256`, else None; one read serves both digests."""
+    if not sha256 or path.is_symlink() or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    importer = FileImporter(get_profile(CID_PROFILE))
+    with path.open("rb", buffering=0) as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            importer.write(chunk)
+    if digest.hexdigest() != sha256:
+        return None
+    return str(importer.finish().cid)
+
+
+def _cid_entity(crate: Any, cid: str) -> Any:
+    from rocrate.model.contextentity import ContextEntity
+
+    return ContextEntity(
+        crate,
+        f"#cid/{cid}",
+        properties={
+            "@type": "PropertyValue",
+            "propertyID": "cid",
+            "name": f"IPFS CID ({CID_PROFILE})",
+            "value": cid,
+        },
+    )
 
 
 def _external(crate: Any, name: str, props: dict[str, Any]) -> Any:
@@ -492,6 +533,11 @@ def prov_document(graph: nx.DiGraph, run_id: str) -> Any:
             attrs = {"prov:label": data["name"], "pox:name": data["name"]}
             if data["sha256"]:
                 attrs["pox:sha256"] = data["sha256"]
+            local = Path(run["workdir"]) / data["name"]
+            cid = None if is_external(data["name"]) else file_cid(local, data["sha256"])
+            if cid is not None:
+                attrs["pox:cid"] = cid
+                attrs["pox:cidProfile"] = CID_PROFILE
             entities[node] = doc.entity(f"file/{data['name']}@{data['sha256'] or 'none'}", attrs)
         return entities[node]
 

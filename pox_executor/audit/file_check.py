@@ -89,6 +89,8 @@ class _SafeReader:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.bytes_read = 0
+        self._buffer = bytearray(1 << 20)
+        self._view = memoryview(self._buffer)
 
     def _inside(self, path: Path, external: bool) -> Path:
         resolved = Path(os.path.realpath(path))
@@ -110,13 +112,14 @@ class _SafeReader:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             raise VerificationError(f"cannot open ({exc.strerror})") from exc
-        with os.fdopen(fd, "rb") as handle:
+        with os.fdopen(fd, "rb", buffering=0) as handle:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise VerificationError("not a regular file; it was not read")
             digest = hashlib.sha256()
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-                self.bytes_read += len(chunk)
+            # One buffer for every file: read(1 MiB) would allocate 1 MiB per small file.
+            while count := handle.readinto(self._buffer):
+                digest.update(self._view[:count])
+                self.bytes_read += count
         return digest.hexdigest()
 
     def _directory(self, root: Path, external: bool) -> str:

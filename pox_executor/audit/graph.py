@@ -25,7 +25,8 @@ for raw data) and job -> file `kind` "output" (or "in-directory" for a file insi
 `directory()` output, "same-digest" for a raw input of another run with the bytes of this
 output). The graph's `graph["runs"]` maps run id -> `{status, ok,
 simulated, errors, tree_size, root, workdir, bundle, backend, sources, config_sha256,
-snakemake_version, pox_version, started, finished, chain}`.
+config_overrides (`--config`: provenance/config_overrides.py), snakemake_version, pox_version,
+started, finished, chain}`.
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ def _add_run(
             {"name": r.name, "sha256": r.sha256} for s in sessions for r in s.workflow_sources
         ],
         "config_sha256": sessions[0].config_sha256 if sessions else None,
+        "config_overrides": sessions[0].config_overrides if sessions else None,
         "snakemake_version": sessions[0].snakemake_version if sessions else None,
         "pox_version": sessions[0].pox_version if sessions else None,
         "started": sessions[0].started if sessions else None,

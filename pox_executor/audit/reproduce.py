@@ -5,9 +5,12 @@ or a crate written by `pox export`, which embeds the bundle and the files); into
 directory go the recorded workflow sources and the run's raw inputs, each copied only if its
 bytes have the recorded SHA-256 (any missing or different file refuses the reproduction, naming
 it); the recorded images must be available by digest (the `sim` backend's environment digest
-must equal the recorded one; a Docker image must be present by id). Then Snakemake runs the
-workflow under PoX with the recorded backend, and `audit/diff.py` compares the new run with the
-recorded one job by job.
+must equal the recorded one; the Docker engine must hold an image with each recorded
+measurement, see `_docker_image_problems`). Then Snakemake runs the
+workflow under PoX with the recorded backend and the recorded `--config` overrides (values from
+the signed session opening; a withheld, secret-looking one must be given again and must match its
+recorded digest: `provenance/config_overrides.py`), and `audit/diff.py` compares the new run with
+the recorded one job by job.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -26,6 +31,7 @@ from pox_executor.audit.graph import build_graph, jobs_of
 from pox_executor.errors import PoxError, UsageError
 from pox_executor.primitives import sha256_file
 from pox_executor.provenance.bundle import RunBundle, list_runs, resolve_run
+from pox_executor.provenance.config_overrides import config_arguments
 from pox_executor.provenance.names import is_external
 
 CRATE_METADATA = "ro-crate-metadata.json"
@@ -42,6 +48,7 @@ class Plan:
     backend: str
     images: set[str]
     snakefile: str
+    config_overrides: dict[str, dict[str, Any]] | None  # None: recorded before overrides were
 
 
 def load_recorded(target: str, workdir: Path) -> RunBundle:
@@ -89,6 +96,7 @@ def plan(bundle: RunBundle) -> Plan:
         backend=str(run["backend"] or "sim"),
         images={str(graph.nodes[j]["image_digest"]) for j in jobs},
         snakefile=_main_snakefile(run["sources"]),
+        config_overrides=run.get("config_overrides"),
     )
 
 
@@ -143,24 +151,46 @@ def _image_problems(recorded: Plan) -> list[str]:
             if image != here
         ]
     if recorded.backend == "docker":
-        try:
-            import docker  # type: ignore[import-untyped]
-
-            client = docker.from_env()
-            missing = []
-            for image in sorted(recorded.images):
-                try:
-                    client.images.get(image)
-                except docker.errors.ImageNotFound:
-                    missing.append(f"image {image}: not present in the Docker engine")
-            return missing
-        except docker.errors.DockerException as exc:
-            return [f"Docker engine unavailable ({exc})"]
+        return _docker_image_problems(recorded.images)
     return [f"backend {recorded.backend!r}: reproduction supports the sim and docker backends"]
 
 
-def rerun(recorded: Plan, into: Path, *, cores: int = 2, timeout_s: float = 3600) -> RunBundle:
-    """Run the workflow in `into` with `snakemake --executor pox` and the recorded backend."""
+def _docker_image_problems(images: set[str]) -> list[str]:
+    """Each recorded image (`sha256:<measurement>`) must be held by the engine: some local image
+    must have that measurement (`engine.measurement_of`: the layer digest of a single-layer
+    image, as `pox images build` makes them; else the image id). PoX never pulls."""
+    from pox_executor.enclave import engine
+    from pox_executor.errors import EnclaveError
+
+    if engine.engine_version() is None:
+        return ["the recorded jobs ran in Docker images, and no Docker engine answers"]
+    held: dict[str, list[str]] = {}
+    try:
+        for image_id in sorted({str(i) for i in engine.client().images(quiet=True)}):
+            inspected = engine.inspect_image(image_id)
+            if inspected is not None:
+                names = list(inspected.get("RepoTags") or []) or [image_id[:19]]
+                held.setdefault(engine.measurement_of(inspected), []).extend(names)
+    except EnclaveError as exc:
+        return [f"the Docker engine's images could not be listed ({exc})"]
+    return [
+        f"image {image}: not present in the Docker engine (no image there has this "
+        "measurement; build it with `pox images build NAME` or `docker load` the recorded one)"
+        for image in sorted(images)
+        if image.removeprefix("sha256:") not in held
+    ]
+
+
+def rerun(
+    recorded: Plan,
+    into: Path,
+    *,
+    cores: int = 2,
+    timeout_s: float = 3600,
+    config_arguments: Sequence[str] = (),
+) -> RunBundle:
+    """Run the workflow in `into` with `snakemake --executor pox`, the recorded backend and
+    `config_arguments` (`KEY=VALUE` for `--config`, see `replay_arguments`)."""
     before = {b.run_id for b in list_runs(into)}
     command = [
         sys.executable,
@@ -176,6 +206,8 @@ def rerun(recorded: Plan, into: Path, *, cores: int = 2, timeout_s: float = 3600
         recorded.backend,
         "--pox-new-run",
     ]
+    if config_arguments:
+        command += ["--config", *config_arguments]
     result = subprocess.run(
         command, cwd=into, env=dict(os.environ), capture_output=True, text=True, timeout=timeout_s
     )
@@ -190,13 +222,39 @@ def rerun(recorded: Plan, into: Path, *, cores: int = 2, timeout_s: float = 3600
     return new[-1]
 
 
+def replay_arguments(recorded: Plan, supplied: Mapping[str, str]) -> list[str]:
+    """The `--config` arguments that replay the recorded overrides (UsageError when one cannot
+    be replayed: a withheld value not given, or given with another digest)."""
+    if recorded.config_overrides is None:
+        if supplied:
+            raise UsageError(
+                f"run {recorded.bundle.run_id} was recorded before PoX recorded --config "
+                "overrides: there is nothing to check the values given against"
+            )
+        return []
+    return config_arguments(recorded.config_overrides, supplied)
+
+
 def reproduce(
-    target: str, *, workdir: Path, into: Path | None, cores: int = 2
+    target: str,
+    *,
+    workdir: Path,
+    into: Path | None,
+    cores: int = 2,
+    config: Mapping[str, str] | None = None,
 ) -> tuple[RunDiff, Path]:
+    """Re-run `target` in `into` and compare; `config` gives withheld `--config` values."""
     bundle = load_recorded(target, workdir)
     recorded = plan(bundle)
+    arguments = replay_arguments(recorded, config or {})
     into = into or workdir / f"reproduce-{bundle.run_id}"
     prepare(recorded, into)
-    new = rerun(recorded, into, cores=cores)
+    new = rerun(recorded, into, cores=cores, config_arguments=arguments)
     graph = build_graph([bundle, new], verify=False)
-    return diff_runs(graph, bundle.run_id, new.run_id), into
+    result = diff_runs(graph, bundle.run_id, new.run_id)
+    if recorded.config_overrides is None:
+        result.notes.append(
+            "the recorded run predates recorded --config overrides: the re-run used none "
+            "(compare the config digests if the outputs differ)"
+        )
+    return result, into

@@ -75,6 +75,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     p.add_argument("--in", dest="into", type=Path, help="fresh directory to re-run in")
     p.add_argument("--cores", type=int, default=2, help="snakemake --cores for the re-run")
+    p.add_argument(
+        "--config",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a --config value the recorded run withheld (its key looks like a secret); checked "
+        "against the recorded SHA-256. Recorded values are replayed without this",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_reproduce)
 
@@ -157,8 +165,18 @@ def _diff(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from pox_executor.audit.reproduce import reproduce
 
+    supplied: dict[str, str] = {}
+    for item in args.config:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--config {item!r}: expected KEY=VALUE")
+        supplied[key] = value
     result, into = reproduce(
-        args.run, workdir=args.directory.resolve(), into=args.into, cores=args.cores
+        args.run,
+        workdir=args.directory.resolve(),
+        into=args.into,
+        cores=args.cores,
+        config=supplied,
     )
     if not args.json:
         print(f"re-ran in {into}")

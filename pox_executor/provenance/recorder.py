@@ -37,6 +37,7 @@ from pox_executor.provenance.bundle import (
     find_resumable,
     list_runs,
 )
+from pox_executor.provenance.config_overrides import record_overrides
 from pox_executor.provenance.digests import ContentWatch, DigestCache, FileDigest, Hasher
 from pox_executor.provenance.dsse import serialize_envelope, sign_envelope
 from pox_executor.provenance.keys import SigningKey
@@ -211,6 +212,7 @@ class RunRecorder:
                         )
         self.source_digests: list[FileDigest] = []
         self.config_sha256: str | None = None
+        self.config_overrides: dict[str, dict[str, Any]] | None = None
         self.counts = {"succeeded": 0, "failed": 0}
         self.opened = False
         self.removed = False
@@ -295,6 +297,7 @@ class RunRecorder:
                 requester=self.requester,
                 started=started,
                 continues=self._continues,
+                config_overrides=self.config_overrides,
             )
             index, _ = self.log.append(self._sign(build_session_open(opening)))
             self.bundle.index.sessions.append(
@@ -336,10 +339,16 @@ class RunRecorder:
         return self._earlier
 
     def record_sources(
-        self, sources: Sequence[str], config: Mapping[str, Any], *, open_now: bool = True
+        self,
+        sources: Sequence[str],
+        config: Mapping[str, Any],
+        *,
+        open_now: bool = True,
+        config_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         """Hash the workflow sources and config, which the session's opening names, and open
-        the session.
+        the session. `config_overrides` (`snakemake --config`) are recorded by value in the
+        opening (`provenance/config_overrides.py`), so `pox reproduce` can replay them.
 
         `open_now=False` (the plugin) appends the opening (the environment's description,
         evidence, a signature, the bundle's first writes) with the first record instead, on
@@ -354,6 +363,8 @@ class RunRecorder:
         config_bytes = json.dumps(config, sort_keys=True, default=str).encode("utf-8")
         with self._lock:
             self.config_sha256 = sha256_bytes(config_bytes)
+            if config_overrides is not None:
+                self.config_overrides = record_overrides(config_overrides)
             self.bundle.index.workflow_sources = [
                 {"path": d.path, "sha256": d.sha256} for d in self.source_digests
             ]

@@ -242,6 +242,9 @@ class SessionOpening:
     requester: str | None
     started: str
     continues: tuple[int, str] | None  # (size, hex root) of the log a resumed session extends
+    # `snakemake --config` overrides in their recorded form (provenance/config_overrides.py);
+    # None leaves the field out, as sessions recorded before it did.
+    config_overrides: Mapping[str, Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,11 @@ def build_session_open(opening: SessionOpening) -> dict[str, Any]:
             "requester": opening.requester,
             "started": opening.started,
             "continues": continues,
+            **(
+                {"config_overrides": _jsonable(opening.config_overrides)}
+                if opening.config_overrides is not None
+                else {}
+            ),
         },
     }
 

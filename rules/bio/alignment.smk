@@ -12,7 +12,7 @@ rule bio_bwa_mem:
     output:
         temp(f"{BIO_RESULTS}/mapped/{{sample}}.unsorted.bam"),
     params:
-        prefix=lambda wildcards, input: f"{input.index}/genome",
+        prefix=lambda wildcards, input: f"{input.index}/{BIO_GENOME}",
         read_group=lambda wildcards: f"@RG\\tID:{wildcards.sample}\\tSM:{wildcards.sample}\\tPL:ILLUMINA",
     threads: 2
     log:

@@ -3,16 +3,21 @@
 
 
 rule bio_stage_reference:
-    """Copy (or decompress) the reference FASTA and index it with samtools faidx."""
+    """Copy (or decompress) the reference FASTA, name its first contig config['contig'] if set,
+    and index it with samtools faidx."""
     input:
         bio_setting("reference"),
     output:
         fasta=BIO_REF,
         fai=BIO_REF + ".fai",
+    params:
+        # an empty sed script copies the FASTA unchanged
+        rename=f"1s/^>[^ ]+/>{bio_setting('contig')}/" if bio_setting("contig") else "",
     container:
         BIO_IMAGE
     shell:
-        "case {input} in *.gz) gzip -dc {input} > {output.fasta} ;; *) cat {input} > {output.fasta} ;; esac"
+        "case {input} in *.gz) gzip -dc {input} ;; *) cat {input} ;; esac"
+        " | sed -E '{params.rename}' > {output.fasta}"
         " && samtools faidx {output.fasta} --fai-idx {output.fai}"
 
 
@@ -22,9 +27,11 @@ rule bio_bwa_index:
         BIO_REF,
     output:
         directory(f"{BIO_RESULTS}/reference/bwa_index"),
+    params:
+        prefix=BIO_GENOME,
     log:
         f"{BIO_RESULTS}/logs/bwa_index.log",
     container:
         BIO_IMAGE
     shell:
-        "mkdir -p {output} && bwa index -p {output}/genome {input} 2> {log}"
+        "mkdir -p {output} && bwa index -p {output}/{params.prefix} {input} 2> {log}"

@@ -119,7 +119,7 @@ rule upper:
 rule summary:
     input: expand("out/{name}.upper", name=["x", "y"])
     output: "out/summary.txt"
-    params: sep="--"
+    params: sep=config.get("sep", "--")
     shell: "cat {input} > {output} && echo {params.sep} >> {output}"
 """
 
@@ -131,7 +131,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (workdir / "Snakefile").write_text(SMALL)
     (workdir / "data" / "x.txt").write_text("hello\n")
     (workdir / "data" / "y.txt").write_text("world\n")
-    run_snakemake(workdir)
+    # command-line overrides: one recorded by value, one withheld (its key looks like a secret)
+    run_snakemake(workdir, "--config", "sep=++", "api_token=s3cret")
     return workdir
 
 
@@ -146,20 +147,35 @@ def test_reproduce_a_run_and_its_crate(
     small_run: Path, tmp_path: Path, pox_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (bundle,) = bundles(small_run)
+    assert b"s3cret" not in (bundle / "attestations.intoto.jsonl").read_bytes()
+    # the withheld value must be given again, and must match its recorded digest
+    code, _, err = cli(capsys, "reproduce", str(bundle), "--in", str(tmp_path / "again"))
+    assert code == 2 and "give it with --config api_token=VALUE" in err, err
+    code, _, err = cli(
+        capsys, "reproduce", str(bundle), "--in", str(tmp_path / "again"), "--config",
+        "api_token=guess",
+    )  # fmt: skip
+    assert code == 2 and "does not have the recorded SHA-256" in err, err
+    assert not (tmp_path / "again").exists() and "Traceback" not in err
     code, out, err = cli(
-        capsys, "reproduce", str(bundle), "--in", str(tmp_path / "again"), "--json"
-    )
+        capsys, "reproduce", str(bundle), "--in", str(tmp_path / "again"), "--json", "--config",
+        "api_token=s3cret",
+    )  # fmt: skip
     assert code == 0, out + err
     result = json.loads(out)
-    assert result["identical"] is True
+    assert result["identical"] is True and result["notes"] == [], result["notes"]
     assert sorted(j["rule"] for j in result["jobs"]) == ["all", "summary", "upper", "upper"]
-    assert (tmp_path / "again" / "out" / "summary.txt").read_text() == "HELLO\nWORLD\n--\n"
+    # the recorded --config sep=++ was replayed (the Snakefile's default is --)
+    assert (tmp_path / "again" / "out" / "summary.txt").read_text() == "HELLO\nWORLD\n++\n"
 
     crate = tmp_path / "run.crate"
     assert cli(capsys, "export", str(bundle), "-o", str(crate))[0] == 0
     report = validate(crate, seed_context_cache(tmp_path / "validator-cache"))
     assert report["passed"] is True and report["skipped_checks"] == 0, report.get("issues")
-    code, out, err = cli(capsys, "reproduce", str(crate), "--in", str(tmp_path / "from-crate"))
+    code, out, err = cli(
+        capsys, "reproduce", str(crate), "--in", str(tmp_path / "from-crate"), "--config",
+        "api_token=s3cret",
+    )  # fmt: skip
     assert code == 0, out + err
     assert "IDENTICAL: 4 of 4 jobs identical" in out
 
@@ -173,7 +189,10 @@ def test_reproduce_refuses_an_input_that_differs(
     (copy / "data" / "y.txt").write_text("changed\n")
     (copy / "data" / "x.txt").unlink()
     (bundle,) = bundles(copy)
-    code, _, err = cli(capsys, "reproduce", str(bundle), "--in", str(tmp_path / "again"))
+    again = str(tmp_path / "again")
+    code, _, err = cli(
+        capsys, "reproduce", str(bundle), "--in", again, "--config", "api_token=s3cret"
+    )
     assert code == 2
     assert "input data/y.txt: sha256" in err and "input data/x.txt: missing" in err
     assert "Traceback" not in err

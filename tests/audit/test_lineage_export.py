@@ -2,16 +2,21 @@
 
 The exported RO-Crate is validated by the real `rocrate-validator` against the Provenance Run
 Crate 0.5 profile at REQUIRED severity, offline (see `crate_validator.py`): zero issues, no check
-skipped. PROV documents are read back with the `prov` package.
+skipped. Files in the crate (and PROV entities) carry IPFS CIDs, checked against Debian's
+`ipfs_cid`. PROV documents are read back with the `prov` package.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ci_mode import missing_tool
 from crate_validator import seed_context_cache, validate
 from recorded import DAG, RecordedRun, Step, record_run
 
@@ -139,9 +144,34 @@ def test_rocrate_export_validates_against_provenance_run_crate(
     assert "Snakemake" in graph[organize["instrument"]["@id"]]["name"]
     assert graph["a.txt"]["sha256"] == hashlib.sha256((workdir / "a.txt").read_bytes()).hexdigest()
     assert (crate / "a.txt").read_bytes() == (workdir / "a.txt").read_bytes()
+    # every file whose bytes are in the crate carries its CID, as an independent tool computes it
+    files = [
+        e for e in graph.values()
+        if "File" in _types(e) and "sha256" in e and (crate / e["@id"]).is_file()
+    ]  # fmt: skip
+    assert {"a.txt", "b.txt", "data.txt"} <= {f["@id"] for f in files}
+    for entry in files:
+        cid = graph[entry["identifier"]["@id"]]
+        assert cid["@type"] == "PropertyValue" and cid["propertyID"] == "cid"
+        assert cid["name"] == "IPFS CID (unixfs-v0-2015)"
+        assert cid["value"] == debian_ipfs_cid(crate / entry["@id"]), entry["@id"]
     # the crate embeds the bundle: it verifies there, files included
     code, out, err = cli(capsys, "verify", "--allow-simulated", "--offline", "-C", str(crate))
     assert code == 0, out + err
+
+
+def _types(entity: dict[str, Any]) -> list[str]:
+    kind = entity["@type"]
+    return kind if isinstance(kind, list) else [kind]
+
+
+def debian_ipfs_cid(path: Path) -> str:
+    """CIDv0 of `ipfs add` (Kubo defaults) by Debian's `ipfs_cid`, not by PoX's importer."""
+    tool = shutil.which("ipfs_cid")
+    if tool is None:
+        missing_tool("ipfs_cid not installed (Debian package ipfs-cid)")
+    answer = subprocess.run([str(tool), str(path)], capture_output=True, text=True, check=True)
+    return str(json.loads(answer.stdout)["CIDv0"])
 
 
 def test_prov_and_intoto_exports(
@@ -162,6 +192,17 @@ def test_prov_and_intoto_exports(
         if a.is_element() and a.get_type().uri.endswith("Activity")
     }
     assert {"a", "b", "c", "e"} <= labels
+    cids = {
+        str(e.get_attribute("pox:name").pop()): str(e.get_attribute("pox:cid").pop())
+        for e in document.get_records()
+        if e.is_element() and e.get_attribute("pox:cid")
+    }
+    assert cids["a.txt"] == debian_ipfs_cid(workdir / "a.txt")
+    profiles = {
+        str(p) for e in document.get_records() if e.is_element()
+        for p in e.get_attribute("pox:cidProfile")
+    }  # fmt: skip
+    assert profiles == {"unixfs-v0-2015"}
     provn = tmp_path / "run.provn"
     assert (
         cli(capsys, "export", run, "-C", str(workdir), "--format", "provn", "-o", str(provn))[0]
