@@ -67,7 +67,7 @@ test-contracts:
 	cd contracts && node_modules/.bin/forge snapshot --check
 
 test-python:
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 # What users install is what is tested: build the sdist and wheel, install the wheel into a clean
 # virtualenv and run a workflow with --executor pox from there (scripts/test-package.sh).
