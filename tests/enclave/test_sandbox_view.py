@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from test_sandbox_guarantees import run_job
 
+from pox_executor.enclave.commit import wait_for_discarded_stages
 from pox_executor.enclave.runtime import JobSpec, OutputSpec
 from pox_executor.enclave.sim import SimRuntime
 
@@ -103,6 +104,7 @@ def test_declared_outputs_outside_the_workdir_are_committed_undeclared_writes_di
     assert not (scratch / "results" / "undeclared.txt").exists()
     discarded = " ".join(outcome.discarded_writes)
     assert "undeclared.txt" in discarded, outcome.discarded_writes
+    wait_for_discarded_stages()  # removed off the job's path, on a background thread
     assert not list((workdir / ".pox" / "stage").iterdir()), "the stage is cleaned up"
 
 
