@@ -144,6 +144,7 @@ def test_without_isolation_jobs_still_get_a_tmpdir_and_a_filtered_environment(
     assert outcome.exit_code == 0, (tmp_path / "plain.log").read_text()
     report = (workdir / "out.txt").read_text()
     tmpdir = Path(report.splitlines()[0])
+    wait_for_discarded_stages()  # removed off the job's path, before the run ends
     assert tmpdir.is_relative_to(workdir / ".pox") and not tmpdir.exists(), "private, removed"
     assert "t0ken" not in report and "LAB_API_TOKEN" not in outcome.environment_names
     assert not outcome.isolated
