@@ -1,0 +1,67 @@
+"""What keeps a sandboxed job's own path short (benchmarks/README.md), checked on real jobs in
+real bubblewrap: the overlay's unmount does not sync the host file system, the stage is
+removed off the job's path but before the run ends, and the sandbox probe's verdict is known
+before any job runs."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+from test_sandbox_guarantees import run_job
+
+from pox_executor.enclave.commit import wait_for_discarded_stages
+from pox_executor.enclave.runtime import JobSpec, OutputSpec
+from pox_executor.enclave.sim import SimRuntime
+
+
+def test_the_job_overlay_is_volatile(tmp_path: Path) -> None:
+    # Without `volatile`, unmounting the overlay when the job's last process exits syncs the
+    # whole upper file system (every dirty page on the host's disk) on the job's path.
+    outcome, log = run_job(tmp_path / "wd", "grep ' pox-job ' /proc/self/mountinfo > out.txt")
+    assert outcome.exit_code == 0, log
+    mounts = (tmp_path / "wd" / "out.txt").read_text().splitlines()
+    assert mounts, "the working directory is an overlay"
+    assert all("volatile" in line.split(" - ")[1] for line in mounts), mounts
+
+
+def test_stages_are_removed_once_the_run_waits_for_them(tmp_path: Path) -> None:
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    runtime = SimRuntime()
+    runtime.prepare(workdir)
+    assert runtime.isolated, runtime.describe_isolation()  # waits for the probe's verdict
+    for n in range(3):
+        spec = JobSpec(
+            invocation_id=uuid.uuid4().hex,
+            command=f"echo {n} > out.txt && mkdir -p scratch && echo x > scratch/undeclared",
+            workdir=workdir,
+            outputs=(OutputSpec("out.txt"),),
+            log_path=tmp_path / f"{n}.log",
+        )
+        outcome = runtime.run(spec, threading.Event())
+        assert outcome.exit_code == 0, (tmp_path / f"{n}.log").read_text()
+        assert (workdir / "out.txt").read_text() == f"{n}\n", "committed before run() returns"
+        assert not (workdir / "scratch").exists()
+    wait_for_discarded_stages()
+    assert not list((workdir / ".pox" / "stage").iterdir()), "probe and job stages removed"
+
+
+def test_a_job_waits_for_the_probe_verdict(tmp_path: Path) -> None:
+    # prepare() returns while the probe still runs; the first job must not start unsandboxed.
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    (tmp_path / "host-only").write_text("not for the job\n")
+    runtime = SimRuntime()
+    runtime.prepare(workdir)
+    spec = JobSpec(
+        invocation_id=uuid.uuid4().hex,
+        command=f"test ! -e {tmp_path}/host-only && echo sandboxed > out.txt",
+        workdir=workdir,
+        outputs=(OutputSpec("out.txt"),),
+        log_path=tmp_path / "job.log",
+    )
+    outcome = runtime.run(spec, threading.Event())
+    assert outcome.isolated and outcome.exit_code == 0, (tmp_path / "job.log").read_text()
+    assert (workdir / "out.txt").read_text() == "sandboxed\n"
