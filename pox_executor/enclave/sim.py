@@ -19,7 +19,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pox_executor.enclave.commit import commit_job_outputs, discard_stage
+from pox_executor.enclave.commit import (
+    commit_job_outputs,
+    discard_stage,
+    wait_for_discarded_stages,
+)
 from pox_executor.enclave.environment import HostEnvironment, host_environment
 from pox_executor.enclave.evidence import Evidence, produce_sim_evidence
 from pox_executor.enclave.isolation import (
@@ -73,7 +77,6 @@ class SimRuntime:
         self._stage_root = stage_root
         self._jobs = RunningJobs()
         self._environment: Future[HostEnvironment] | None = None
-        self._probe_result: Future[str] | None = None  # why not isolated ('' when isolated)
 
     # -- preparation -------------------------------------------------------------------------
 
@@ -89,29 +92,11 @@ class SimRuntime:
         if version is None:
             self._why_not = "bubblewrap (bwrap) is not installed"
             return
-        # The probe (one trivial sandboxed job, 0.1-0.3 s) runs on a thread, overlapping the
-        # rest of the executor's start (recorder, key, digest cache); everything that reads
-        # the isolation state, and every job, waits for its verdict first (`_settle`).
-        future: Future[str] = Future()
-
-        def probe() -> None:
-            try:
-                future.set_result(self._probe(workdir))
-            except BaseException as exc:  # re-raised to whoever settles
-                future.set_exception(exc)
-
-        self._probe_result = future
-        threading.Thread(target=probe, name="pox-sandbox-probe", daemon=True).start()
-
-    def _settle(self) -> None:
-        """Wait for the sandbox probe, if one runs, and take its verdict."""
-        future = self._probe_result
-        if future is None:
-            return
-        why_not = future.result()
-        self._why_not = why_not
-        self._isolated = not why_not
-        self._probe_result = None
+        self._why_not = self._probe(workdir)
+        self._isolated = not self._why_not
+        # Synchronous on purpose: a run with nothing to do may never shut the executor down,
+        # and its working directory may be removed right after; nothing may outlive prepare.
+        wait_for_discarded_stages()
 
     def _probe(self, workdir: Path) -> str:
         """Run one trivial job through the real sandbox; '' when it worked, else why not."""
@@ -143,11 +128,9 @@ class SimRuntime:
 
     @property
     def isolated(self) -> bool:
-        self._settle()
         return self._isolated
 
     def describe_isolation(self) -> str:
-        self._settle()
         if self._isolated:
             home = "one shared home" if self._shared_home else "private home per job"
             return (
@@ -200,7 +183,6 @@ class SimRuntime:
     # -- running -----------------------------------------------------------------------------
 
     def run(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome:
-        self._settle()
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         assert self._stage_root is not None
         sandbox = create_sandbox(self._stage_root / spec.invocation_id, home=self._shared_home)

@@ -30,7 +30,7 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,39 +82,21 @@ class DigestCache:
         self._lock = threading.Lock()
         self._memory: dict[tuple[int, int, int, int, int], str] = {}
         self._db: sqlite3.Connection | None = None
-        # Opening (a new database: WAL switch and schema, several fdatasyncs) runs on a thread,
-        # off the run's start; the first get/put waits for it and re-raises its error.
-        self._opened: Future[None] = Future()
-        if path is None:
-            self._opened.set_result(None)
-        else:
-            threading.Thread(
-                target=self._open, args=(path,), name="pox-digest-cache", daemon=True
-            ).start()
-
-    def _open(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
-            db.commit()
-        except (OSError, sqlite3.Error) as exc:
-            self._opened.set_exception(
-                PoxError(f"cannot open the digest cache {path}: {exc} (only a cache: remove it)")
-            )
-            return
-        except BaseException as exc:
-            self._opened.set_exception(exc)
-            return
-        with self._lock:
-            self._db = db
-        self._opened.set_result(None)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_SCHEMA)
+                self._db.commit()
+            except (OSError, sqlite3.Error) as exc:
+                raise PoxError(
+                    f"cannot open the digest cache {path}: {exc} (only a cache: remove it)"
+                ) from exc
 
     def get(self, st: os.stat_result) -> str | None:
         key = _stat_key(st)
-        self._opened.result()
         with self._lock:
             hit = self._memory.get(key)
             if hit is not None or self._db is None:
@@ -132,7 +114,6 @@ class DigestCache:
 
     def put(self, st: os.stat_result, sha256: str) -> None:
         key = _stat_key(st)
-        self._opened.result()
         with self._lock:
             self._memory[key] = sha256
             if self._db is not None:
@@ -142,10 +123,6 @@ class DigestCache:
                 self._db.commit()
 
     def close(self) -> None:
-        try:
-            self._opened.result()
-        except PoxError:
-            pass  # nothing to close; the first get/put reported it
         with self._lock:
             if self._db is not None:
                 self._db.close()
