@@ -247,7 +247,13 @@ def direct_shell_command(job: Any) -> DirectShell | None:
         return None
     if job.is_shadow or job.benchmark is not None or job.is_pipe or job.is_service:
         return None
-    if getattr(job, "conda_env_spec", None) or getattr(job, "container_img_url", None):
+    # A `conda:` / `container:` directive matters only when Snakemake deploys it
+    # (`--sdm conda` / `apptainer`); otherwise Snakemake's shell() ignores it ("Singularity
+    # containers: ignored"), so the job is a plain shell command (the docker backend still
+    # runs it in the rule's image, named by JobFacts.container).
+    if getattr(job, "conda_env_spec", None) and _deploys(job, "CONDA"):
+        return None
+    if getattr(job, "container_img_url", None) and _deploys(job, "APPTAINER"):
         return None
     if getattr(job, "env_modules", None):
         return None
@@ -324,7 +330,13 @@ def prepared_python_script(job: Any) -> PreparedScript | None:
         return None
     if job.is_shadow or job.benchmark is not None or job.is_pipe or job.is_service:
         return None
-    if getattr(job, "conda_env_spec", None) or getattr(job, "container_img_url", None):
+    # A `conda:` / `container:` directive matters only when Snakemake deploys it
+    # (`--sdm conda` / `apptainer`); otherwise Snakemake's shell() ignores it ("Singularity
+    # containers: ignored"), so the job is a plain shell command (the docker backend still
+    # runs it in the rule's image, named by JobFacts.container).
+    if getattr(job, "conda_env_spec", None) and _deploys(job, "CONDA"):
+        return None
+    if getattr(job, "container_img_url", None) and _deploys(job, "APPTAINER"):
         return None
     if getattr(job, "env_modules", None) or job.resources.get("shell_exec") is not None:
         return None
@@ -384,3 +396,14 @@ def _prepare(job: Any, rule: Any, script: str) -> PreparedScript | None:
         executable=executable,
         env=dict.fromkeys(_THREAD_ENV, str(job.threads)),
     )
+
+
+def _deploys(job: Any, method: str) -> bool:
+    """Whether Snakemake deploys software with `method` (a DeploymentMethod name) in this run;
+    True when that cannot be told (the job then keeps Snakemake's own subprocess)."""
+    workflow = getattr(getattr(job, "dag", None), "workflow", None)
+    settings = getattr(workflow, "deployment_settings", None)
+    methods = getattr(settings, "deployment_method", None)
+    if methods is None:
+        return True
+    return any(str(getattr(m, "name", m)).upper() == method for m in methods)

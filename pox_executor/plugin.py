@@ -31,6 +31,7 @@ from snakemake_interface_executor_plugins.settings import (
 
 from pox_executor import __version__
 from pox_executor.enclave.backends import BackendOptions, backend_names, create_runtime
+from pox_executor.enclave.commit import wait_for_discarded_stages
 from pox_executor.enclave.runtime import EnclaveRuntime, JobSpec, OutputSpec
 from pox_executor.errors import PoxError
 from pox_executor.jobfacts import (
@@ -651,6 +652,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         self._job_finished.set()
         super().shutdown()
         self._pool.shutdown(wait=True)
+        wait_for_discarded_stages()  # stages go on a background thread, off each job's path
         if self._dispatcher is not None:
             self._dispatcher.close()
         failed = bool(self._failed_jobids) or self._cancelled.is_set()

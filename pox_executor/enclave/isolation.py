@@ -23,7 +23,10 @@ The overlays are mounted in a private mount namespace (`unshare --mount`, or wit
 `--user --map-root-user` when not root), then bubblewrap assembles the view inside it. Per job
 that is one process started by PoX (`unshare`, which execs `sh`, which execs bubblewrap), one
 `mount` (plus one per directory outside the working directory holding outputs) and bubblewrap's
-own two processes; the view itself is argv only.
+own two processes; the view itself is argv only. The overlays are mounted `volatile` where
+the kernel allows it (5.10+): the private upper layer is thrown away after the job, so the
+unmount need not sync the whole upper file system (it did: 0.8 s after a 1 GiB output); the
+committed outputs are then as durable as under the local executor, which syncs nothing either.
 See docs/isolation.md for each rule, why, and the setting that lifts it.
 """
 
@@ -294,9 +297,12 @@ def sandbox_argv(
             bwrap += ["--ro-bind-try", resolv, resolv]
     # Writes anywhere else fail loudly ("Read-only file system") instead of vanishing.
     bwrap += ["--remount-ro", "/", "--chdir", wd, "--cap-drop", "ALL", "--", "sh", "-c", command]
+    # `volatile` (Linux 5.10+): the overlay's unmount, when the job's last process exits,
+    # does not sync the whole upper file system (0.8 s after a 1 GiB output, more under other
+    # writers' load, on every job's path); without it (older kernels) the plain mount.
     mount_then_exec = (
-        'while [ "$1" != -- ]; do mount -t overlay pox-job -o "$1" "$2" || exit 125; shift 2; '
-        'done; shift; exec "$@"'
+        'while [ "$1" != -- ]; do mount -t overlay pox-job -o "$1,volatile" "$2" 2>/dev/null '
+        '|| mount -t overlay pox-job -o "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
     )
     return [*unshare, "--", "sh", "-c", mount_then_exec, "pox-sandbox", *overlays, "--", *bwrap]
 

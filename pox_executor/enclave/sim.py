@@ -20,7 +20,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pox_executor.enclave.commit import commit_job_outputs
+from pox_executor.enclave.commit import (
+    commit_job_outputs,
+    discard_stage,
+    wait_for_discarded_stages,
+)
 from pox_executor.enclave.environment import HostEnvironment, host_environment
 from pox_executor.enclave.evidence import Evidence, produce_sim_evidence
 from pox_executor.enclave.isolation import (
@@ -88,9 +92,12 @@ class SimRuntime:
         version = bubblewrap_version()
         if version is None:
             self._why_not = "bubblewrap (bwrap) is not installed"
-        else:
-            self._why_not = self._probe(workdir)
+            return
+        self._why_not = self._probe(workdir)
         self._isolated = not self._why_not
+        # Synchronous on purpose: a run with nothing to do may never shut the executor down,
+        # and its working directory may be removed right after; nothing may outlive prepare.
+        wait_for_discarded_stages()
 
     def _probe(self, workdir: Path) -> str:
         """Run one trivial job through the real sandbox; '' when it worked, else why not."""
@@ -113,7 +120,7 @@ class SimRuntime:
             commit_job_outputs(sandbox, workdir, ())
             return f"sandbox probe failed to start: {exc}"
         staged = (sandbox.upper / ".pox-probe").exists()
-        commit_job_outputs(sandbox, workdir, ())
+        discard_stage(sandbox.stage)
         if result.returncode != 0 or not staged:
             return f"sandbox probe failed: {result.stderr.strip()[:300] or 'no output'}"
         return ""
@@ -206,7 +213,7 @@ class SimRuntime:
             with self._jobs.running(spec.invocation_id, stop):
                 code = wait_process(process, cancelled, stop)
         if not self._isolated:
-            shutil.rmtree(sandbox.stage, ignore_errors=True)
+            discard_stage(sandbox.stage)
             shutil.rmtree(_shared_memory_dir(spec), ignore_errors=True)  # plaintext, even if killed
             return self._outcome(spec, code, started, (), passed)
         result = commit_job_outputs(sandbox, spec.workdir, spec.outputs)

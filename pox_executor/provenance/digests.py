@@ -83,12 +83,17 @@ class DigestCache:
         self._memory: dict[tuple[int, int, int, int, int], str] = {}
         self._db: sqlite3.Connection | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-            self._db.commit()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_SCHEMA)
+                self._db.commit()
+            except (OSError, sqlite3.Error) as exc:
+                raise PoxError(
+                    f"cannot open the digest cache {path}: {exc} (only a cache: remove it)"
+                ) from exc
 
     def get(self, st: os.stat_result) -> str | None:
         key = _stat_key(st)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from test_sandbox_guarantees import run_job
 
+from pox_executor.enclave.commit import wait_for_discarded_stages
 from pox_executor.enclave.runtime import JobSpec, OutputSpec
 from pox_executor.enclave.sim import SimRuntime
 
@@ -103,6 +104,7 @@ def test_declared_outputs_outside_the_workdir_are_committed_undeclared_writes_di
     assert not (scratch / "results" / "undeclared.txt").exists()
     discarded = " ".join(outcome.discarded_writes)
     assert "undeclared.txt" in discarded, outcome.discarded_writes
+    wait_for_discarded_stages()  # removed off the job's path, on a background thread
     assert not list((workdir / ".pox" / "stage").iterdir()), "the stage is cleaned up"
 
 
@@ -142,6 +144,7 @@ def test_without_isolation_jobs_still_get_a_tmpdir_and_a_filtered_environment(
     assert outcome.exit_code == 0, (tmp_path / "plain.log").read_text()
     report = (workdir / "out.txt").read_text()
     tmpdir = Path(report.splitlines()[0])
+    wait_for_discarded_stages()  # removed off the job's path, before the run ends
     assert tmpdir.is_relative_to(workdir / ".pox") and not tmpdir.exists(), "private, removed"
     assert "t0ken" not in report and "LAB_API_TOKEN" not in outcome.environment_names
     assert not outcome.isolated

@@ -6,6 +6,9 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
+from pox_executor.errors import PoxError
 from pox_executor.provenance.digests import ContentWatch, DigestCache, Hasher
 
 
@@ -60,3 +63,19 @@ def test_without_a_watch_a_touch_costs_one_read(tmp_path: Path) -> None:
     os.utime(out)
     hasher.digest_one("out.bin", base=tmp_path)
     assert hasher.bytes_read == 20
+
+
+def test_the_digest_cache_opens_off_the_start_and_reports_a_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "digests.sqlite"
+    cache = DigestCache(path)  # opens on a thread; the first use waits for it
+    target = tmp_path / "f"
+    target.write_text("x")
+    cache.put(target.stat(), "ab" * 32)
+    cache.close()
+    reopened = DigestCache(path)
+    assert reopened.get(target.stat()) == "ab" * 32, "kept in the database between runs"
+    reopened.close()
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"not a database" * 100)
+    with pytest.raises(PoxError, match=r"digest cache .*broken\.sqlite"):
+        DigestCache(broken).get(target.stat())
