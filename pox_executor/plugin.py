@@ -388,6 +388,9 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         """
         if self._readable_sources is None:
             found = {str(p) for p in self._source_paths()}
+            # a source reached through a symlink (a shared rules/ folder linked into the
+            # workflow) is read at its target too: a job that parses the Snakefile follows it
+            found |= {os.path.realpath(p) for p in found}
             found.add(os.path.dirname(os.path.abspath(str(self.workflow.main_snakefile))))
             # Snakemake's runtime source cache: `workflow.source_path()` results live there.
             cache = getattr(getattr(self.workflow, "sourcecache", None), "runtime_cache_path", None)

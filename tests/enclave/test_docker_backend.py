@@ -489,3 +489,56 @@ def test_the_backend_needs_the_engine_module_not_the_image_builder() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+LINKED_MODULE_SNAKEFILE = """
+container: "pox/python"
+include: "lib/steps.smk"
+
+rule all:
+    input: "out/done.txt"
+"""
+
+LINKED_STEPS = """
+rule done:
+    output: "out/done.txt"
+    run:
+        with open(output[0], "w") as fh:
+            fh.write("ran from a linked module\\n")
+"""
+
+
+@pytest.mark.integration
+def test_a_module_folder_linked_from_outside_the_working_directory_is_readable(
+    tmp_path: Path, python_image: str
+) -> None:
+    # a lab links a shared rules/ folder into its workflow; a `run:` job's Snakemake inside the
+    # container parses the Snakefile and must find the include behind the symlink
+    shared = tmp_path / "shared-rules"
+    shared.mkdir()
+    (shared / "steps.smk").write_text(LINKED_STEPS)
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(LINKED_MODULE_SNAKEFILE)
+    (workdir / "lib").symlink_to("../shared-rules")
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "snakemake"),
+            "--executor",
+            "pox",
+            "--pox-backend",
+            "docker",
+            "--pox-chain",
+            "none",
+            "--cores",
+            "1",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    assert (workdir / "out" / "done.txt").read_text() == "ran from a linked module\n"
+    (job,) = [j for j in _jobs(workdir) if j.rule == "done"]
+    assert any(d.name.endswith("lib/steps.smk") for d in job.dependencies), job.dependencies
