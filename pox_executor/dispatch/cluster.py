@@ -161,7 +161,7 @@ class ClusterDispatcher:
         rec = self.recorder
         # the session's opening makes its challenge: open it before a ticket names that challenge
         # (the plugin opens lazily, with the first record, which here comes back from a node)
-        rec._ensure_open()
+        rec.ensure_open()
         return Ticket(
             run_id=rec.run_id,
             members=tuple(facts),

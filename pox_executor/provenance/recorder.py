@@ -246,7 +246,7 @@ class RunRecorder:
         payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return serialize_envelope(sign_envelope(payload, self.key))
 
-    def _ensure_open(self) -> None:
+    def ensure_open(self) -> None:
         """Append this session's signed opening unless it is already in the log."""
         with self._lock:
             if self.opened:
@@ -371,7 +371,7 @@ class RunRecorder:
             self.bundle.index.config_sha256 = self.config_sha256
             self._sources_at = utc_now()
             if open_now:
-                self._ensure_open()
+                self.ensure_open()
 
     # -- records -----------------------------------------------------------------------------
 
@@ -403,7 +403,7 @@ class RunRecorder:
         An attempt that exited 0 but left a declared output missing (or not a regular file or
         directory inside the working directory) is recorded as failed, listing those outputs.
         """
-        self._ensure_open()
+        self.ensure_open()
         flags = {_local(o.path): o for o in facts.outputs if not o.is_transient}
         present = [p for p in flags if _is_regular_output(self.workdir, p)]
         missing = tuple(record_name(p, self.workdir) for p in flags if p not in present)
@@ -614,7 +614,7 @@ class RunRecorder:
     def append_collected(self, line: bytes, record: JobRecord) -> tuple[int, str]:
         """Append a job record signed elsewhere (a dispatched job's node, `dispatch.collector`
         checked it), counting its attempt and its outputs as producers like `record` does."""
-        self._ensure_open()
+        self.ensure_open()
         index, digest = self.log.append(line)
         with self._lock:
             self.counts["succeeded" if record.succeeded else "failed"] += 1
@@ -638,7 +638,7 @@ class RunRecorder:
                 self.hasher.close()
                 self.removed = True  # nothing was written: the bundle never existed on disk
                 return
-            self._ensure_open()
+            self.ensure_open()
             finished = utc_now()
             closing = SessionClosing(
                 run_id=self.run_id,
