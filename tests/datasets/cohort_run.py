@@ -8,6 +8,7 @@ ciphertext in place.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -32,5 +33,18 @@ def write_requester_config(run: Path, broker_url: str) -> rsa.RSAPrivateKey:
 
 
 def files_with(folder: Path, needle: bytes) -> list[Path]:
-    """Every file under `folder` whose bytes contain `needle` (a plaintext leak check)."""
-    return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
+    """Every file under `folder` whose bytes contain `needle` (a plaintext leak check).
+
+    A job's stage may be going away meanwhile (the runtime removes stages on a background
+    thread): what vanishes during the walk is skipped, everything still there is read.
+    """
+    found = []
+    for root, _dirs, files in os.walk(folder):  # os.walk skips a directory that vanished
+        for name in files:
+            path = Path(root) / name
+            try:
+                if path.is_file() and needle in path.read_bytes():
+                    found.append(path)
+            except FileNotFoundError:
+                continue
+    return found

@@ -403,24 +403,7 @@ def test_concurrent_wildcard_jobs_share_one_output_directory_through_snakemake(
     if user_made_out:
         (workdir / "out").mkdir(mode=0o755)
         os.chown(workdir / "out", 1000, 1000)  # someone else's directory, not the job user's
-    run = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "snakemake"),
-            "--executor",
-            "pox",
-            "--pox-backend",
-            "docker",
-            "--pox-chain",
-            "none",
-            "--cores",
-            "3",
-        ],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    _run_pox_docker(workdir, cores=3)
     for i in range(6):
         assert (workdir / "out" / f"{i}.txt").read_text() == f"job {i}\n"
     made = [job for job in _jobs(workdir) if job.rule == "make"]
@@ -432,6 +415,22 @@ def test_concurrent_wildcard_jobs_share_one_output_directory_through_snakemake(
         assert image.sha256 == python_image
         assert job.binding.image_digest == f"sha256:{python_image}"
         assert parse_sim_report(job.evidence).measurement == python_image
+
+
+def _run_pox_docker(workdir: Path, *, cores: int) -> None:
+    """Snakemake with `--executor pox --pox-backend docker` in `workdir`; it must succeed."""
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "snakemake"),
+            *("--executor", "pox", "--pox-backend", "docker", "--pox-chain", "none"),
+            *("--cores", str(cores)),
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
 
 
 def _jobs(workdir: Path) -> list[JobRecord]:
@@ -521,24 +520,7 @@ def test_a_module_folder_linked_from_outside_the_working_directory_is_readable(
     workdir.mkdir()
     (workdir / "Snakefile").write_text(LINKED_MODULE_SNAKEFILE)
     (workdir / "lib").symlink_to("../shared-rules")
-    run = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "snakemake"),
-            "--executor",
-            "pox",
-            "--pox-backend",
-            "docker",
-            "--pox-chain",
-            "none",
-            "--cores",
-            "1",
-        ],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    _run_pox_docker(workdir, cores=1)
     assert (workdir / "out" / "done.txt").read_text() == "ran from a linked module\n"
     (job,) = [j for j in _jobs(workdir) if j.rule == "done"]
     assert any(d.name.endswith("lib/steps.smk") for d in job.dependencies), job.dependencies
