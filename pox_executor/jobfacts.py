@@ -245,19 +245,7 @@ def direct_shell_command(job: Any) -> DirectShell | None:
         return None
     if any(getattr(rule, attr, None) for attr in ("script", "notebook", "wrapper", "cwl")):
         return None
-    if job.is_shadow or job.benchmark is not None or job.is_pipe or job.is_service:
-        return None
-    # A `conda:` / `container:` directive matters only when Snakemake deploys it
-    # (`--sdm conda` / `apptainer`); otherwise Snakemake's shell() ignores it ("Singularity
-    # containers: ignored"), so the job is a plain shell command (the docker backend still
-    # runs it in the rule's image, named by JobFacts.container).
-    if getattr(job, "conda_env_spec", None) and _deploys(job, "CONDA"):
-        return None
-    if getattr(job, "container_img_url", None) and _deploys(job, "APPTAINER"):
-        return None
-    if getattr(job, "env_modules", None):
-        return None
-    if job.resources.get("shell_exec") is not None:
+    if _needs_snakemake_around(job):
         return None
     if not _literal_shell(rule):
         return None
@@ -328,17 +316,7 @@ def prepared_python_script(job: Any) -> PreparedScript | None:
         return None
     if any(getattr(rule, a, None) for a in ("notebook", "wrapper", "cwl", "template_engine")):
         return None
-    if job.is_shadow or job.benchmark is not None or job.is_pipe or job.is_service:
-        return None
-    # A `conda:` / `container:` directive matters only when Snakemake deploys it
-    # (`--sdm conda` / `apptainer`); otherwise Snakemake's shell() ignores it ("Singularity
-    # containers: ignored"), so the job is a plain shell command (the docker backend still
-    # runs it in the rule's image, named by JobFacts.container).
-    if getattr(job, "conda_env_spec", None) and _deploys(job, "CONDA"):
-        return None
-    if getattr(job, "container_img_url", None) and _deploys(job, "APPTAINER"):
-        return None
-    if getattr(job, "env_modules", None) or job.resources.get("shell_exec") is not None:
+    if _needs_snakemake_around(job):
         return None
     if not _literal_script(rule):
         return None
@@ -396,6 +374,24 @@ def _prepare(job: Any, rule: Any, script: str) -> PreparedScript | None:
         executable=executable,
         env=dict.fromkeys(_THREAD_ENV, str(job.threads)),
     )
+
+
+def _needs_snakemake_around(job: Any) -> bool:
+    """Whether Snakemake's own machinery must wrap the job's action (so no fast path).
+
+    Shadow directories, benchmarks, pipes and services, deployed software environments and a
+    custom `shell_exec` are set up by Snakemake around the action. A `conda:` / `container:`
+    directive matters only when Snakemake deploys it (`--sdm conda` / `apptainer`); otherwise
+    Snakemake's shell() ignores it ("Singularity containers: ignored"), so the job is a plain
+    command (the docker backend still runs it in the rule's image, named by JobFacts.container).
+    """
+    if job.is_shadow or job.benchmark is not None or job.is_pipe or job.is_service:
+        return True
+    if getattr(job, "conda_env_spec", None) and _deploys(job, "CONDA"):
+        return True
+    if getattr(job, "container_img_url", None) and _deploys(job, "APPTAINER"):
+        return True
+    return bool(getattr(job, "env_modules", None)) or job.resources.get("shell_exec") is not None
 
 
 def _deploys(job: Any, method: str) -> bool:
