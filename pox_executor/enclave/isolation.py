@@ -19,14 +19,14 @@ Declared outputs outside the working directory get an overlay of their directory
 - no capabilities (`--cap-drop ALL`), new namespaces for everything (the network only with
   `network=True`).
 
-The overlays are mounted in a private mount namespace (`unshare --mount`, or with
-`--user --map-root-user` when not root), then bubblewrap assembles the view inside it. Per job
-that is one process started by PoX (`unshare`, which execs `sh`, which execs bubblewrap), one
-`mount` (plus one per directory outside the working directory holding outputs) and bubblewrap's
-own two processes; the view itself is argv only. The overlays are mounted `volatile` where
-the kernel allows it (5.10+): the private upper layer is thrown away after the job, so the
-unmount need not sync the whole upper file system (it did: 0.8 s after a 1 GiB output); the
-committed outputs are then as durable as under the local executor, which syncs nothing either.
+The overlays are mounted in a private mount namespace, then bubblewrap assembles the view inside
+it (`SandboxLaunch`): as root the namespace and the mounts are system calls of a thread of PoX
+(`mountns`), otherwise programs (`unshare --user --map-root-user --mount`, which execs `sh`, which
+runs `mount` and execs bubblewrap). The view itself is argv only. The overlays are mounted
+`volatile` where the kernel allows it (5.10+): the private upper layer is thrown away after the
+job, so the unmount need not sync the whole upper file system (it did: 0.8 s after a 1 GiB
+output); the committed outputs are then as durable as under the local executor, which syncs
+nothing either.
 See docs/isolation.md for each rule, why, and the setting that lifts it.
 """
 
@@ -38,6 +38,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -232,6 +233,33 @@ def host_location(workdir: Path, path: str) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(location)), os.path.basename(location))
 
 
+@dataclass(frozen=True)
+class SandboxLaunch:
+    """How to start one sandboxed job: the overlays to mount in a private mount namespace, then
+    bubblewrap (`bwrap`, an argv) inside that namespace."""
+
+    overlays: tuple[tuple[str, str], ...]  # (overlayfs options, mount point)
+    bwrap: tuple[str, ...]
+
+    def chain(self) -> list[str]:
+        """One argv doing it all with programs: `unshare` makes the namespace (with a user
+        namespace when not root) and execs `sh`, which mounts each overlay and execs bubblewrap.
+        `mountns.run_with_overlays` does the first two steps without starting programs."""
+        unshare = ["unshare", "--mount", "--propagation", "private"]
+        if os.geteuid() != 0:
+            unshare[1:1] = ["--user", "--map-root-user"]
+        # `volatile` (Linux 5.10+): the overlay's unmount, when the job's last process exits,
+        # does not sync the whole upper file system (0.8 s after a 1 GiB output, more under other
+        # writers' load, on every job's path); without it (older kernels) the plain mount.
+        mount_then_exec = (
+            'while [ "$1" != -- ]; do mount -t overlay pox-job -o "$1,volatile" "$2" 2>/dev/null '
+            '|| mount -t overlay pox-job -o "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
+        )
+        pairs = [item for pair in self.overlays for item in pair]
+        shell = ["sh", "-c", mount_then_exec, "pox-sandbox", *pairs, "--"]
+        return [*unshare, "--", *shell, *self.bwrap]
+
+
 def sandbox_argv(
     command: str,
     *,
@@ -240,22 +268,46 @@ def sandbox_argv(
     network: bool,
     hidden: Sequence[Path] = (),
     visible: Sequence[Path | str] = (),
+    memo: ViewMemo | None = None,
 ) -> list[str]:
-    """argv that runs `command` (through `sh -c`) in the sandbox described in the docstring.
+    """argv that runs `command` (through `sh -c`) in the sandbox described in the docstring,
+    starting every step as a program (`SandboxLaunch.chain`)."""
+    launch = sandbox_launch(
+        command,
+        workdir=workdir,
+        sandbox=sandbox,
+        network=network,
+        hidden=hidden,
+        visible=visible,
+        memo=memo,
+    )
+    return launch.chain()
 
-    `visible`: paths the job reads (read-only); `hidden`: paths covered by an empty tmpfs.
+
+def sandbox_launch(
+    command: str,
+    *,
+    workdir: Path,
+    sandbox: Sandbox,
+    network: bool,
+    hidden: Sequence[Path] = (),
+    visible: Sequence[Path | str] = (),
+    memo: ViewMemo | None = None,
+) -> SandboxLaunch:
+    """The overlays and the bubblewrap argv that run `command` (through `sh -c`) in the
+    sandbox described in the docstring.
+
+    `visible`: paths the job reads (read-only); `hidden`: paths covered by an empty tmpfs;
+    `memo`: the run's memo of read-only binds (most jobs of a run see the same paths).
     """
     wd = os.path.normpath(workdir)
     for path in (wd, str(sandbox.stage)):
         if any(ch in path for ch in OVERLAY_FORBIDDEN):
             raise SandboxError(f"path {path!r} contains a character overlayfs options cannot carry")
     overlays = _overlay_mounts(sandbox, wd)
-    unshare = ["unshare", "--mount", "--propagation", "private"]
-    if os.geteuid() != 0:
-        unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
     home = job_home()
     bwrap = [
-        "bwrap",
+        _program("bwrap"),
         "--unshare-all",
         *(["--share-net"] if network else []),
         "--die-with-parent",
@@ -279,7 +331,9 @@ def sandbox_argv(
         home_mount = ["--tmpfs", home, "--dir", os.path.join(home, ".cache")]
     mounts: list[tuple[str, list[str]]] = [(home, home_mount)]
     exposed: list[str] = [wd, *(r.path for r in sandbox.roots)]  # the private home is PoX-free
-    for bind in _readable_binds(visible, covered=[wd, *(r.path for r in sandbox.roots)]):
+    covered = [wd, *(r.path for r in sandbox.roots)]
+    binds = memo.readable_binds(visible, covered) if memo else _readable_binds(visible, covered)
+    for bind in binds:
         mounts.append((bind.dest, ["--ro-bind-try", bind.source, bind.dest]))
         exposed.append(bind.dest)
     for root in sandbox.roots:
@@ -296,26 +350,27 @@ def sandbox_argv(
         if resolv != "/etc/resolv.conf" and not any(is_within(resolv, t) for t in SYSTEM_TREES):
             bwrap += ["--ro-bind-try", resolv, resolv]
     # Writes anywhere else fail loudly ("Read-only file system") instead of vanishing.
-    bwrap += ["--remount-ro", "/", "--chdir", wd, "--cap-drop", "ALL", "--", "sh", "-c", command]
-    # `volatile` (Linux 5.10+): the overlay's unmount, when the job's last process exits,
-    # does not sync the whole upper file system (0.8 s after a 1 GiB output, more under other
-    # writers' load, on every job's path); without it (older kernels) the plain mount.
-    mount_then_exec = (
-        'while [ "$1" != -- ]; do mount -t overlay pox-job -o "$1,volatile" "$2" 2>/dev/null '
-        '|| mount -t overlay pox-job -o "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
-    )
-    return [*unshare, "--", "sh", "-c", mount_then_exec, "pox-sandbox", *overlays, "--", *bwrap]
+    bwrap += ["--remount-ro", "/", "--chdir", wd, "--cap-drop", "ALL"]
+    bwrap += ["--", _program("sh"), "-c", command]
+    return SandboxLaunch(overlays=tuple(overlays), bwrap=tuple(bwrap))
 
 
-def _overlay_mounts(sandbox: Sandbox, workdir: str) -> list[str]:
-    """`options mountpoint` pairs: the working directory's overlay, then one per output root."""
+@lru_cache(maxsize=4)
+def _program(name: str) -> str:
+    """`name` as found on this process's PATH (the same prefixes the job sees), so neither
+    PoX nor bubblewrap tries each PATH entry in turn per job; the bare name when not found."""
+    return shutil.which(name) or name
+
+
+def _overlay_mounts(sandbox: Sandbox, workdir: str) -> list[tuple[str, str]]:
+    """(options, mount point): the working directory's overlay, then one per output root."""
     sandbox.merged.mkdir(exist_ok=True)
     layers = [(workdir, sandbox.upper, sandbox.work, sandbox.merged)]
     layers += [(r.path, r.upper, r.work, r.merged) for r in sandbox.roots]
-    out: list[str] = []
-    for lower, upper, work, merged in layers:
-        out += [f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)]
-    return out
+    return [
+        (f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged))
+        for lower, upper, work, merged in layers
+    ]
 
 
 @lru_cache(maxsize=1)
@@ -351,7 +406,33 @@ class _Bind:
     dest: str
 
 
-def _readable_binds(paths: Iterable[Path | str], *, covered: Sequence[str]) -> list[_Bind]:
+class ViewMemo:
+    """One run's memo of the read-only binds for a set of visible paths: resolving them
+    (symlinks, sockets, PoX's state) was a third of a job's Python time, and the jobs of a run
+    mostly see the same sources. Owned by one runtime; a new run starts a new memo."""
+
+    _LIMIT = 256
+
+    def __init__(self) -> None:
+        self._binds: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[_Bind, ...]] = {}
+        self._lock = threading.Lock()
+
+    def readable_binds(
+        self, visible: Iterable[Path | str], covered: Sequence[str]
+    ) -> tuple[_Bind, ...]:
+        key = (tuple(str(p) for p in visible), tuple(covered))
+        with self._lock:
+            found = self._binds.get(key)
+        if found is None:
+            found = tuple(_readable_binds(key[0], covered))
+            with self._lock:
+                if len(self._binds) >= self._LIMIT:
+                    self._binds.clear()
+                self._binds[key] = found
+        return found
+
+
+def _readable_binds(paths: Iterable[Path | str], covered: Sequence[str]) -> list[_Bind]:
     """Read-only binds for `paths` not already inside the view, outermost first."""
     wanted: dict[str, str] = {}
     state = pox_state_dirs()

@@ -11,6 +11,7 @@ passed are recorded, never the values.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 SECRET_PREFIXES = (
     "POX_",
@@ -36,6 +37,7 @@ SECRET_SUFFIXES = (
 )
 
 
+@lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """Whether a variable of this name is kept from jobs unless declared with `envvars:`."""
     upper = name.upper()

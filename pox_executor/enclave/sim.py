@@ -20,8 +20,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pox_executor.enclave import mountns
 from pox_executor.enclave.commit import (
     commit_job_outputs,
+    discard_leftover_stages,
     discard_stage,
     wait_for_discarded_stages,
 )
@@ -32,13 +34,15 @@ from pox_executor.enclave.isolation import (
     PRIVATE_TMP,
     Sandbox,
     SandboxError,
+    SandboxLaunch,
+    ViewMemo,
     bubblewrap_version,
     create_sandbox,
     interpreter_paths,
     job_home,
     path_prefixes,
     plan_outputs,
-    sandbox_argv,
+    sandbox_launch,
 )
 from pox_executor.enclave.jobenv import job_environment
 from pox_executor.enclave.jobprocess import (
@@ -78,12 +82,17 @@ class SimRuntime:
         self._stage_root = stage_root
         self._jobs = RunningJobs()
         self._environment: Future[HostEnvironment] | None = None
+        # Fixed once `prepare` decided on isolation: asked several times per job.
+        self._identity: tuple[str, str, str] | None = None  # (isolation, image, measurement)
+        self._view_memo = ViewMemo()
+        self._in_process_mounts = False  # overlays mounted by `mountns`; decided by the probe
 
     # -- preparation -------------------------------------------------------------------------
 
     def prepare(self, workdir: Path) -> None:
         self._describe_environment_early()
         self._workdir = workdir
+        self._view_memo = ViewMemo()
         self._stage_root = stage_root_for(workdir, self._stage_root)
         if self._want_shared_home:
             self._shared_home = workdir / ".pox" / "home"
@@ -93,6 +102,7 @@ class SimRuntime:
         if version is None:
             self._why_not = "bubblewrap (bwrap) is not installed"
             return
+        discard_leftover_stages(self._stage_root)
         self._why_not = self._probe(workdir)
         self._isolated = not self._why_not
         # Synchronous on purpose: a run with nothing to do may never shut the executor down,
@@ -100,11 +110,22 @@ class SimRuntime:
         wait_for_discarded_stages()
 
     def _probe(self, workdir: Path) -> str:
-        """Run one trivial job through the real sandbox; '' when it worked, else why not."""
+        """Run one trivial job through the real sandbox; '' when it worked, else why not.
+
+        As root the overlays are first mounted in-process (`mountns`); when that fails the
+        `unshare` chain is tried, and the jobs of the run go the way that worked."""
+        self._in_process_mounts = mountns.supported()
+        why_not = self._probe_once(workdir)
+        if why_not and self._in_process_mounts:
+            self._in_process_mounts = False
+            why_not = self._probe_once(workdir)
+        return why_not
+
+    def _probe_once(self, workdir: Path) -> str:
         assert self._stage_root is not None
         sandbox = create_sandbox(self._stage_root / "probe")
         try:
-            argv = sandbox_argv(
+            launch = sandbox_launch(
                 "echo probe > .pox-probe",
                 workdir=workdir,
                 sandbox=sandbox,
@@ -114,8 +135,16 @@ class SimRuntime:
         except SandboxError as exc:
             commit_job_outputs(sandbox, workdir, ())
             return str(exc)
+
+        def probe() -> subprocess.CompletedProcess[str]:
+            argv = list(launch.bwrap) if self._in_process_mounts else launch.chain()
+            return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            if self._in_process_mounts:
+                result = mountns.run_with_overlays(launch.overlays, probe)
+            else:
+                result = probe()
         except (OSError, subprocess.TimeoutExpired) as exc:
             commit_job_outputs(sandbox, workdir, ())
             return f"sandbox probe failed to start: {exc}"
@@ -158,17 +187,21 @@ class SimRuntime:
         threading.Thread(target=describe, name="pox-environment", daemon=True).start()
 
     def image_digest(self) -> str:
-        if self._environment is None:
-            return host_environment().digest()
-        return self._environment.result().digest()
+        return self._runtime_identity()[0]
 
     def measurement(self) -> str:
-        document = {
-            "backend": self.name,
-            "isolation": self.describe_isolation(),
-            "image": self.image_digest(),
-        }
-        return measurement_of_document(document)
+        return self._runtime_identity()[1]
+
+    def _runtime_identity(self) -> tuple[str, str]:
+        """The image digest and the measurement, computed once per isolation decision: each
+        record asks for them several times."""
+        isolation = self.describe_isolation()
+        if self._identity is None or self._identity[0] != isolation:
+            environment = self._environment.result() if self._environment else host_environment()
+            image = environment.digest()
+            document = {"backend": self.name, "isolation": isolation, "image": image}
+            self._identity = (isolation, image, measurement_of_document(document))
+        return self._identity[1], self._identity[2]
 
     def builder_id(self) -> str:
         return f"https://pox.dev/backends/sim@sha256:{self.measurement()}"
@@ -189,7 +222,7 @@ class SimRuntime:
         sandbox = create_sandbox(self._stage_root / spec.invocation_id, home=self._shared_home)
         started = utc_now()
         try:
-            argv, private = self._argv(spec, sandbox)
+            launch, private = self._launch(spec, sandbox)
         except SandboxError as exc:
             note_in_job_log(spec.log_path, f"PoX: the job was not started: {exc}")
             commit_job_outputs(sandbox, spec.workdir, ())
@@ -202,16 +235,31 @@ class SimRuntime:
             unset=HOST_DIRECTORY_VARIABLES if self._isolated else (),
         )
         with open(spec.log_path, "ab") as log_file:
-            process = start_process(
-                argv,
-                cwd=spec.workdir,
-                env=env,
-                log_file=log_file,
-                invocation_id=spec.invocation_id,
-            )
-            stop = functools.partial(kill_process_group, process)
-            with self._jobs.running(spec.invocation_id, stop):
-                code = wait_process(process, cancelled, stop)
+
+            def start_and_wait(argv: list[str]) -> int:
+                process = start_process(
+                    argv,
+                    cwd=spec.workdir,
+                    env=env,
+                    log_file=log_file,
+                    invocation_id=spec.invocation_id,
+                )
+                stop = functools.partial(kill_process_group, process)
+                with self._jobs.running(spec.invocation_id, stop):
+                    return wait_process(process, cancelled, stop)
+
+            if launch is None:
+                code = start_and_wait(["sh", "-c", spec.command])
+            elif self._in_process_mounts:
+                try:  # the thread holding the namespace starts the job and waits for it
+                    code = mountns.run_with_overlays(
+                        launch.overlays, lambda: start_and_wait(list(launch.bwrap))
+                    )
+                except mountns.MountNamespaceError as exc:
+                    log_file.write(f"PoX: the sandbox could not be set up: {exc}\n".encode())
+                    code = 125  # what the `unshare` chain exits with when a mount fails
+            else:
+                code = start_and_wait(launch.chain())
         if not self._isolated:
             discard_stage(sandbox.stage)
             shutil.rmtree(_shared_memory_dir(spec), ignore_errors=True)  # plaintext, even if killed
@@ -222,18 +270,21 @@ class SimRuntime:
             code = code or 1
         return self._outcome(spec, code, started, summarize_discarded(result.discarded), passed)
 
-    def _argv(self, spec: JobSpec, sandbox: Sandbox) -> tuple[list[str], dict[str, str]]:
-        """The command line and the variables the sandbox sets (private TMPDIR and HOME)."""
+    def _launch(
+        self, spec: JobSpec, sandbox: Sandbox
+    ) -> tuple[SandboxLaunch | None, dict[str, str]]:
+        """How the job starts (None: `sh -c` without isolation) and the variables the sandbox
+        sets (private TMPDIR and HOME)."""
         if not self._isolated:
             tmp = str(sandbox.tmp)
             unisolated = {"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
             shared = _shared_memory_dir(spec)
             shared.mkdir(mode=0o700, exist_ok=True)
             unisolated["POX_SHARED_MEMORY_DIR"] = str(shared)
-            return ["sh", "-c", spec.command], {**unisolated, **self._dataset_env(isolated=False)}
+            return None, {**unisolated, **self._dataset_env(isolated=False)}
         plan_outputs(sandbox, spec.workdir, spec.outputs)
         search_path = os.environ.get("PATH", "")
-        argv = sandbox_argv(
+        launch = sandbox_launch(
             spec.command,
             workdir=spec.workdir,
             sandbox=sandbox,
@@ -244,9 +295,10 @@ class SimRuntime:
                 *spec.readable,
                 _POX_PACKAGE,  # `pox dataset open` in a job (editable installs live outside)
             ],
+            memo=self._view_memo,
         )
         private = {"TMPDIR": PRIVATE_TMP, "TMP": PRIVATE_TMP, "TEMP": PRIVATE_TMP}
-        return argv, {**private, "HOME": job_home(), **self._dataset_env(isolated=True)}
+        return launch, {**private, "HOME": job_home(), **self._dataset_env(isolated=True)}
 
     def _dataset_env(self, *, isolated: bool) -> dict[str, str]:
         """For confidential datasets (datasets/job.py): the measurement this job presents to the
