@@ -260,30 +260,6 @@ class SandboxLaunch:
         return [*unshare, "--", *shell, *self.bwrap]
 
 
-def sandbox_argv(
-    command: str,
-    *,
-    workdir: Path,
-    sandbox: Sandbox,
-    network: bool,
-    hidden: Sequence[Path] = (),
-    visible: Sequence[Path | str] = (),
-    memo: ViewMemo | None = None,
-) -> list[str]:
-    """argv that runs `command` (through `sh -c`) in the sandbox described in the docstring,
-    starting every step as a program (`SandboxLaunch.chain`)."""
-    launch = sandbox_launch(
-        command,
-        workdir=workdir,
-        sandbox=sandbox,
-        network=network,
-        hidden=hidden,
-        visible=visible,
-        memo=memo,
-    )
-    return launch.chain()
-
-
 def sandbox_launch(
     command: str,
     *,

@@ -2,7 +2,7 @@
 starting `unshare`, `sh` and `mount` for every job.
 
 The sim backend's sandbox needs its overlays mounted in a mount namespace of the job's own,
-before bubblewrap assembles the view inside it (`isolation.sandbox_argv`). Started as processes
+before bubblewrap assembles the view inside it (`isolation.sandbox_launch`). Started as processes
 that is `unshare`, which execs `sh`, which runs `mount` once per overlay and execs bubblewrap:
 three or four program starts per job, about 6 ms of a job's 16 ms sandbox start on the 2-core
 reference machine. Here the same steps are system calls made by one short-lived thread:

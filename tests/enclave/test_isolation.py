@@ -8,13 +8,16 @@ from pathlib import Path
 from poxrun import require_sandbox_tools
 
 from pox_executor.enclave.commit import commit_job_outputs
-from pox_executor.enclave.isolation import create_sandbox, sandbox_argv
+from pox_executor.enclave.isolation import create_sandbox, sandbox_launch
 from pox_executor.enclave.runtime import OutputSpec
 
 
 def run_in_sandbox(workdir: Path, command: str, *, visible: list[Path]) -> tuple[int, list[str]]:
     sandbox = create_sandbox(workdir.parent / "stage")
-    argv = sandbox_argv(command, workdir=workdir, sandbox=sandbox, network=False, visible=visible)
+    launch = sandbox_launch(
+        command, workdir=workdir, sandbox=sandbox, network=False, visible=visible
+    )
+    argv = launch.chain()  # every step a program, as for an ordinary user
     code = subprocess.run(argv, cwd=workdir, check=False).returncode
     result = commit_job_outputs(sandbox, workdir, [OutputSpec("out.txt")])
     return code, [*result.discarded, *result.rejected]
