@@ -75,3 +75,15 @@ def main(argv: Sequence[str] | None = None, *, modules: Sequence[str] = _COMMAND
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def add_cid_profile_option(parser: argparse.ArgumentParser) -> None:
+    """`--cid-profile`, shared by the commands that compute IPFS CIDs (dataset, images)."""
+    from pox_executor.storage.unixfs import DEFAULT_PROFILE, PROFILES
+
+    parser.add_argument(
+        "--cid-profile",
+        default=DEFAULT_PROFILE,
+        choices=sorted(PROFILES),
+        help=f"CID profile (default {DEFAULT_PROFILE}: `ipfs add --cid-version=1`)",
+    )

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pox_executor.cli import add_cid_profile_option
 from pox_executor.errors import UsageError
-from pox_executor.storage.unixfs import DEFAULT_PROFILE, PROFILES
 
 _TOKEN_VARIABLE = "POX_SMS_ADMIN_TOKEN"
 _OWNER_KEY_VARIABLE = "POX_DATASET_OWNER_KEY"
@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--format", default="pox-aes256gcm-v1", choices=["pox-aes256gcm-v1", "iexec-aes256cbc"]
     )
-    _profile_option(p)
+    add_cid_profile_option(p)
     p.set_defaults(handler=_encrypt)
 
     p = commands.add_parser("push", help="put the ciphertext in the local store or an IPFS node")
@@ -102,7 +102,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--recipient", type=Path, required=True, help="beneficiary public key (PEM)")
     p.add_argument("--out", type=Path, required=True)
-    _profile_option(p)
+    add_cid_profile_option(p)
     p.set_defaults(handler=_seal)
 
     p = commands.add_parser("unseal", help="decrypt a sealed result with the beneficiary's key")
@@ -113,7 +113,7 @@ def register(subparsers: Any) -> None:
 
     p = commands.add_parser("cid", help="the CID `ipfs add` gives FILE, computed offline")
     p.add_argument("files", type=Path, nargs="+")
-    _profile_option(p)
+    add_cid_profile_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cid)
 
@@ -125,15 +125,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workdir", type=Path, default=Path.cwd())
     p.add_argument("--image", help="an image the local Docker engine holds (e.g. pox/python)")
     p.set_defaults(handler=_measurement)
-
-
-def _profile_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--cid-profile",
-        default=DEFAULT_PROFILE,
-        choices=sorted(PROFILES),
-        help=f"CID profile (default {DEFAULT_PROFILE}: `ipfs add --cid-version=1`)",
-    )
 
 
 def _help(parser: argparse.ArgumentParser) -> int:

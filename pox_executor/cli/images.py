@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pox_executor.cli import add_cid_profile_option
 from pox_executor.enclave.images import ImageInfo, build_image, ipfs, list_images, recipe_names
 from pox_executor.enclave.images.archived import export_image, fetch_image, import_image_file
 from pox_executor.enclave.images.relock import lock_image
 from pox_executor.enclave.images.store import SourceStore, default_store, export_store
 from pox_executor.errors import UsageError
-from pox_executor.storage.unixfs import DEFAULT_PROFILE, PROFILES, get_profile
+from pox_executor.storage.unixfs import get_profile
 
 
 def register(subparsers: Any) -> None:
@@ -172,12 +173,7 @@ def _ipfs_options(parser: argparse.ArgumentParser, *, required: bool, profile: b
         help="the IPFS index: measurement and store -> CID (default <store>/ipfs-index.json)",
     )
     if profile:
-        parser.add_argument(
-            "--cid-profile",
-            default=DEFAULT_PROFILE,
-            choices=sorted(PROFILES),
-            help=f"CID profile (default {DEFAULT_PROFILE}: `ipfs add --cid-version=1`)",
-        )
+        add_cid_profile_option(parser)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
