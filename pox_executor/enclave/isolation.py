@@ -39,12 +39,16 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
+from pox_executor.enclave import mountns
 from pox_executor.enclave.runtime import OutputSpec
+
+T = TypeVar("T")
 
 # Characters overlayfs mount options cannot carry in a path (the sim and docker backends check).
 OVERLAY_FORBIDDEN = (",", ":", "\\", "\n", "\t")
@@ -259,6 +263,14 @@ class SandboxLaunch:
         shell = ["sh", "-c", mount_then_exec, "pox-sandbox", *pairs, "--"]
         return [*unshare, "--", *shell, *self.bwrap]
 
+    def start(self, start: Callable[[list[str]], T], *, in_process: bool) -> T:
+        """`start(argv)` for this sandbox, the one place that picks the way: bubblewrap from a
+        thread holding a mount namespace made in-process (`mountns`, root only), else the
+        `unshare` chain. Raises `mountns.MountNamespaceError` when an in-process mount fails."""
+        if in_process:
+            return mountns.run_with_overlays(self.overlays, lambda: start(list(self.bwrap)))
+        return start(self.chain())
+
 
 def sandbox_launch(
     command: str,
@@ -306,10 +318,9 @@ def sandbox_launch(
     else:  # in memory: nothing to create or remove on disk per job
         home_mount = ["--tmpfs", home, "--dir", os.path.join(home, ".cache")]
     mounts: list[tuple[str, list[str]]] = [(home, home_mount)]
-    exposed: list[str] = [wd, *(r.path for r in sandbox.roots)]  # the private home is PoX-free
     covered = [wd, *(r.path for r in sandbox.roots)]
-    binds = memo.readable_binds(visible, covered) if memo else _readable_binds(visible, covered)
-    for bind in binds:
+    exposed: list[str] = list(covered)  # the private home is PoX-free
+    for bind in (memo or ViewMemo()).readable_binds(visible, covered):
         mounts.append((bind.dest, ["--ro-bind-try", bind.source, bind.dest]))
         exposed.append(bind.dest)
     for root in sandbox.roots:

@@ -136,15 +136,11 @@ class SimRuntime:
             commit_job_outputs(sandbox, workdir, ())
             return str(exc)
 
-        def probe() -> subprocess.CompletedProcess[str]:
-            argv = list(launch.bwrap) if self._in_process_mounts else launch.chain()
+        def probe(argv: list[str]) -> subprocess.CompletedProcess[str]:
             return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
         try:
-            if self._in_process_mounts:
-                result = mountns.run_with_overlays(launch.overlays, probe)
-            else:
-                result = probe()
+            result = launch.start(probe, in_process=self._in_process_mounts)
         except (OSError, subprocess.TimeoutExpired) as exc:
             commit_job_outputs(sandbox, workdir, ())
             return f"sandbox probe failed to start: {exc}"
@@ -250,16 +246,12 @@ class SimRuntime:
 
             if launch is None:
                 code = start_and_wait(["sh", "-c", spec.command])
-            elif self._in_process_mounts:
-                try:  # the thread holding the namespace starts the job and waits for it
-                    code = mountns.run_with_overlays(
-                        launch.overlays, lambda: start_and_wait(list(launch.bwrap))
-                    )
+            else:
+                try:  # in-process: the thread holding the namespace starts and waits
+                    code = launch.start(start_and_wait, in_process=self._in_process_mounts)
                 except mountns.MountNamespaceError as exc:
                     log_file.write(f"PoX: the sandbox could not be set up: {exc}\n".encode())
                     code = 125  # what the `unshare` chain exits with when a mount fails
-            else:
-                code = start_and_wait(launch.chain())
         if not self._isolated:
             discard_stage(sandbox.stage)
             shutil.rmtree(_shared_memory_dir(spec), ignore_errors=True)  # plaintext, even if killed
