@@ -8,6 +8,13 @@ redeployed when the state lost them or the package ships another build). The
 node is started fully detached (own session, no inherited stdin/stdout/stderr), so the process
 that started it may exit, and CI never waits on its pipes. A file lock serialises concurrent
 starts by concurrent workflows.
+
+One node per directory: while the recorded node's process lives, `start` waits for it to answer
+(a busy node may take seconds) and never starts a second anvil on the same state file, which
+would read the file while the first one rewrites it. anvil rewrites `state.json` in place, so a
+node killed mid-write leaves it truncated: `start` then keeps the broken file aside
+(`state.json.broken-<time>`), resumes from `state.last-good.json` (the copy taken at the previous
+start) and says so.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -34,7 +43,9 @@ from pox_executor.chain.devnet import (
     rpc_call,
 )
 from pox_executor.chain.profiles import CONTRACTS, data_dir, read_deployment, write_deployment
-from pox_executor.primitives import write_atomically
+from pox_executor.primitives import utc_now, write_atomically
+
+log = logging.getLogger(__name__)
 
 ANVIL_HINT = (
     "install it with `bash contracts/scripts/setup.sh` (or `make setup`), set POX_ANVIL to an "
@@ -71,9 +82,9 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, timeout_s: float = 1.0) -> bool:
     try:
-        return int(rpc_call(url, "eth_chainId", timeout_s=1.0), 16) == BLOXBERG_CHAIN_ID
+        return int(rpc_call(url, "eth_chainId", timeout_s=timeout_s), 16) == BLOXBERG_CHAIN_ID
     except (OSError, urllib.error.URLError, DevnetError, ValueError):
         return False
 
@@ -86,26 +97,23 @@ def _read_node(directory: Path) -> dict[str, object] | None:
         return None
 
 
-def status(directory: Path | None = None) -> LocalNode | None:
-    """The running local node, or None when none answers."""
+def status(directory: Path | None = None, *, patience_s: float = 5.0) -> LocalNode | None:
+    """The running local node, or None when none runs (a busy node gets `patience_s`)."""
     directory = directory or devnet_dir()
-    node = _read_node(directory)
-    if node and _answers(str(node["rpc_url"])):
-        pid = node.get("pid")
-        return LocalNode(str(node["rpc_url"]), int(str(pid)) if pid else None, directory)
-    return None
+    return _recorded_node(directory, patience_s=patience_s)
 
 
 def start(directory: Path | None = None, *, timeout_s: float = 30.0) -> LocalNode:
-    """Return the running node, starting anvil (detached, persisted) when none answers."""
+    """Return the running node, starting anvil (detached, persisted) when none runs."""
     directory = directory or devnet_dir()
     with _locked(directory):
-        running = status(directory)
+        running = _recorded_node(directory, patience_s=timeout_s)
         if running is not None:
             return running
         binary = find_anvil()
         if binary is None or not os.access(binary, os.X_OK):
             raise DevnetError("anvil not found: the local chain profile needs it", hint=ANVIL_HINT)
+        _check_state(directory)
         node = _read_node(directory) or {}
         port = int(str(node.get("port") or 0)) or _free_port()
         if not _port_free(port):
@@ -113,11 +121,11 @@ def start(directory: Path | None = None, *, timeout_s: float = 30.0) -> LocalNod
         config_out = directory / "anvil-config.json"
         command = anvil_command(binary, port=port, accounts=10, config_out=config_out)
         command += ["--state", str(directory / "state.json"), "--state-interval", "1"]
-        with open(directory / "anvil.log", "ab") as log:
+        with open(directory / "anvil.log", "ab") as log_file:
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
@@ -139,6 +147,75 @@ def start(directory: Path | None = None, *, timeout_s: float = 30.0) -> LocalNod
         return LocalNode(url, process.pid, directory)
 
 
+def _recorded_node(directory: Path, *, patience_s: float) -> LocalNode | None:
+    """The node recorded in `node.json` when its process still lives, waiting up to
+    `patience_s` for it to answer; None when no recorded node lives. A live node that never
+    answers is an error: starting a second one would share its state file."""
+    node = _read_node(directory)
+    if not node:
+        return None
+    url = str(node.get("rpc_url"))
+    pid = int(str(node.get("pid") or 0))
+    if not pid:
+        return LocalNode(url, None, directory) if _answers(url) else None
+    if not _node_process(pid, directory):
+        return None
+    deadline = time.monotonic() + patience_s
+    while not _answers(url, timeout_s=min(5.0, max(1.0, patience_s / 4))):
+        if not _node_process(pid, directory):
+            return None
+        if time.monotonic() > deadline:
+            raise DevnetError(
+                f"the local node (anvil, pid {pid}) runs but did not answer on {url} "
+                f"within {patience_s:g} s",
+                hint=f"stop it with `pox chain down` (or `kill {pid}`) and retry; its state "
+                f"stays in {directory / 'state.json'}",
+            )
+        time.sleep(0.1)
+    return LocalNode(url, pid, directory)
+
+
+def _node_process(pid: int, directory: Path) -> bool:
+    """Whether `pid` lives and is an anvil on this directory's state file."""
+    if not _alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # cannot tell: assume it is ours rather than start a second node
+    return os.fsencode(directory / "state.json") in argv
+
+
+def _check_state(directory: Path) -> None:
+    """Make `state.json` loadable before anvil reads it: keep a copy of a good one, set a
+    truncated one aside and resume from the last good copy."""
+    state = directory / "state.json"
+    good = directory / "state.last-good.json"
+    if not state.exists():
+        return
+    try:
+        json.loads(state.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        stamp = utc_now().replace(":", "").replace("-", "")
+        broken = directory / f"state.json.broken-{stamp}"
+        os.replace(state, broken)
+        if good.exists():
+            shutil.copyfile(good, state)
+            resumed = f"resuming from {good.name}"
+        else:
+            resumed = "starting from an empty chain (contracts are deployed again)"
+        log.warning(
+            "%s: anvil's state file is not valid JSON (%s; a node killed while writing it); "
+            "kept it as %s, %s",
+            state,
+            exc,
+            broken.name,
+            resumed,
+        )
+        return
+    write_atomically(good, state.read_bytes())
+
+
 def _read_anvil_keys(config_out: Path, deadline: float) -> list[str]:
     """The development keys anvil wrote; it may answer RPC before the file is complete."""
     while True:
@@ -158,7 +235,7 @@ def stop(directory: Path | None = None, *, timeout_s: float = 15.0) -> bool:
         if not node or not node.get("pid"):
             return False
         pid = int(str(node["pid"]))
-        if not _answers(str(node["rpc_url"])):
+        if not _node_process(pid, directory):
             return False
         try:
             os.kill(pid, signal.SIGTERM)
