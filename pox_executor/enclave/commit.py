@@ -88,19 +88,25 @@ class _StageRemover:
     """Removes discarded stages in batches with `rm -rf`, on one thread started when there is
     work: removing a stage file by file in Python held the interpreter lock that Snakemake's
     scheduler needs, and under a busy run a backlog of stages then delayed the run's end. The
-    thread is not a daemon: the interpreter waits for it at exit, so a finished run leaves no
-    stage behind."""
+    thread gathers stages for up to `_LINGER` seconds before each `rm` (jobs finish one at a
+    time; one `rm` per stage cost a process start per job), and at once when someone waits for
+    the removal. It is not a daemon: the interpreter waits for it at exit, so a finished run
+    leaves no stage behind."""
 
     _BATCH = 128  # stages per `rm` (its argv stays far below the kernel's limit)
+    _LINGER = 0.5
 
     def __init__(self) -> None:
         self._queue: list[Path] = []
         self._busy = False
+        self._waiters = 0
         self._changed = threading.Condition()
 
     def discard(self, stage: Path) -> None:
         with self._changed:
             self._queue.append(stage)
+            if len(self._queue) >= self._BATCH:
+                self._changed.notify_all()
             if self._busy:
                 return
             self._busy = True
@@ -109,16 +115,24 @@ class _StageRemover:
     def _work(self) -> None:
         while True:
             with self._changed:
-                batch, self._queue = self._queue[: self._BATCH], self._queue[self._BATCH :]
-                if not batch:
+                if not self._queue:
                     self._busy = False
                     self._changed.notify_all()
                     return
+                self._changed.wait_for(
+                    lambda: self._waiters > 0 or len(self._queue) >= self._BATCH, self._LINGER
+                )
+                batch, self._queue = self._queue[: self._BATCH], self._queue[self._BATCH :]
             _remove_trees(batch)
 
     def wait(self) -> None:
         with self._changed:
-            self._changed.wait_for(lambda: not self._busy)
+            self._waiters += 1
+            self._changed.notify_all()
+            try:
+                self._changed.wait_for(lambda: not self._busy)
+            finally:
+                self._waiters -= 1
 
 
 def _remove_trees(paths: Sequence[Path]) -> None:
@@ -126,7 +140,7 @@ def _remove_trees(paths: Sequence[Path]) -> None:
     where `rm` cannot be started."""
     try:
         subprocess.run(
-            ["rm", "-rf", "--one-file-system", "--", *map(str, paths)],
+            [shutil.which("rm") or "rm", "-rf", "--one-file-system", "--", *map(str, paths)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -221,8 +221,13 @@ class Hasher:
         self._count_lock = threading.Lock()
         self._watch = content_watch
         self._watched: dict[tuple[int, int, int], tuple[WatchToken, str]] = {}
+        self._pool: ThreadPoolExecutor | None = None  # made on the first call with many files
 
     def close(self) -> None:
+        with self._count_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
         self.cache.close()
         if self._watch is not None:
             self._watch.close()
@@ -273,8 +278,15 @@ class Hasher:
         every_file: list[Path] = []
         for _, full, listed in plan:
             every_file.extend(listed if listed is not None else [full])
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            results = dict(zip(every_file, pool.map(self._file, every_file), strict=True))
+        if len(every_file) <= 1 or self._workers == 1:
+            # A job's typical record: one output, one input. Starting and joining pool threads
+            # for it cost more than the hash, under the interpreter lock Snakemake's scheduler
+            # thread waits for.
+            results = {f: self._file(f) for f in every_file}
+        else:
+            results = dict(
+                zip(every_file, self._workers_pool().map(self._file, every_file), strict=True)
+            )
         out = []
         for name, full, members in plan:
             if members is None:
@@ -292,6 +304,13 @@ class Hasher:
                 )
             )
         return out
+
+    def _workers_pool(self) -> ThreadPoolExecutor:
+        """The hasher's pool, kept across calls (jobs' records hash from several threads)."""
+        with self._count_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="pox-hash")
+            return self._pool
 
     def digest_one(self, path: str, *, base: Path | None = None) -> FileDigest:
         return self.digest_paths([path], base=base)[0]
