@@ -167,12 +167,20 @@ def bubblewrap_version() -> str | None:
     return out.stdout.strip() or None
 
 
-def create_sandbox(stage: Path, *, home: Path | None = None) -> Sandbox:
-    """A fresh stage for one job (an older one at the same place is removed)."""
+def create_sandbox(stage: Path, *, home: Path | None = None, spare: Path | None = None) -> Sandbox:
+    """A fresh stage for one job (an older one at the same place is removed); `spare`: a clean
+    stage a finished job left (`commit.take_spare_stage`), renamed into place when it can be."""
     sandbox = Sandbox(stage, home=home)
-    shutil.rmtree(stage, ignore_errors=True)
-    for directory in (sandbox.upper, sandbox.work, sandbox.tmp):
-        directory.mkdir(parents=True)
+    try:
+        if spare is None:
+            raise FileNotFoundError
+        os.rename(spare, stage)
+    except OSError:
+        if spare is not None:
+            shutil.rmtree(spare, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        for directory in (sandbox.upper, sandbox.work, sandbox.tmp):
+            directory.mkdir(parents=True)
     if home is not None:
         (home / ".cache").mkdir(parents=True, exist_ok=True)
     return sandbox

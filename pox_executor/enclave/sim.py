@@ -25,6 +25,7 @@ from pox_executor.enclave.commit import (
     commit_job_outputs,
     discard_leftover_stages,
     discard_stage,
+    take_spare_stage,
     wait_for_discarded_stages,
 )
 from pox_executor.enclave.environment import HostEnvironment, host_environment
@@ -215,7 +216,11 @@ class SimRuntime:
     def run(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         assert self._stage_root is not None
-        sandbox = create_sandbox(self._stage_root / spec.invocation_id, home=self._shared_home)
+        sandbox = create_sandbox(
+            self._stage_root / spec.invocation_id,
+            home=self._shared_home,
+            spare=take_spare_stage(self._stage_root),
+        )
         started = utc_now()
         try:
             launch, private = self._launch(spec, sandbox)
@@ -256,7 +261,7 @@ class SimRuntime:
             discard_stage(sandbox.stage)
             shutil.rmtree(_shared_memory_dir(spec), ignore_errors=True)  # plaintext, even if killed
             return self._outcome(spec, code, started, (), passed)
-        result = commit_job_outputs(sandbox, spec.workdir, spec.outputs)
+        result = commit_job_outputs(sandbox, spec.workdir, spec.outputs, keep_clean=True)
         if result.rejected:
             note_in_job_log(spec.log_path, *(f"PoX: {r}" for r in result.rejected))
             code = code or 1

@@ -4,6 +4,7 @@ of read-only binds, and stages removed off the job's path."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -16,7 +17,13 @@ from poxrun import require_sandbox_tools
 
 from pox_executor.enclave import mountns
 from pox_executor.enclave.commit import wait_for_discarded_stages
-from pox_executor.enclave.isolation import ViewMemo, create_sandbox, sandbox_launch
+from pox_executor.enclave.isolation import (
+    Sandbox,
+    SandboxLaunch,
+    ViewMemo,
+    create_sandbox,
+    sandbox_launch,
+)
 from pox_executor.enclave.runtime import JobSpec, OutputSpec
 from pox_executor.enclave.sim import SimRuntime
 
@@ -182,7 +189,93 @@ def test_stages_an_interrupted_run_left_aside_are_removed_and_live_ones_kept(
     (leftover / "upper" / "big.bin").write_bytes(b"x" * 1024)
     live = stage_root / "another-runs-job"  # a concurrent run's stage: not ours to remove
     (live / "upper").mkdir(parents=True)
+    dead_spare = stage_root / ".spare-4194305-abc"  # above any pid_max: its process is gone
+    (dead_spare / "upper").mkdir(parents=True)
+    live_spare = stage_root / f".spare-{os.getpid()}-abc"  # a running process's spare
+    (live_spare / "upper").mkdir(parents=True)
     runtime = SimRuntime()
     runtime.prepare(workdir)
-    assert not leftover.exists()
-    assert (live / "upper").is_dir()
+    assert not leftover.exists() and not dead_spare.exists()
+    assert (live / "upper").is_dir() and (live_spare / "upper").is_dir()
+
+
+def _spares(workdir: Path) -> list[Path]:
+    return sorted((workdir / ".pox" / "stage").glob(".spare-*"))
+
+
+def _reuse_runtime(tmp_path: Path) -> tuple[SimRuntime, Path]:
+    require_sandbox_tools()
+    workdir = tmp_path / "wf"
+    (workdir / "data").mkdir(parents=True)
+    (workdir / "data" / "in.txt").write_text("input\n")
+    (workdir / "out").mkdir()
+    runtime = SimRuntime()
+    runtime.prepare(workdir)
+    assert runtime.isolated, runtime.describe_isolation()
+    return runtime, workdir
+
+
+# What a job sees of its stage: its /tmp, the mode and attributes of its working directory.
+LOOK = (
+    "ls -A /tmp > {out}; stat -c %a . >> {out}; "
+    "python3 -c 'import os; print(sorted(os.listxattr(\".\")))' >> {out}"
+)
+
+
+def test_a_clean_stage_is_kept_for_the_next_job(tmp_path: Path) -> None:
+    runtime, workdir = _reuse_runtime(tmp_path)
+    first = _spec(workdir, "cat data/in.txt > out/a.txt", ("out/a.txt",))
+    assert runtime.run(first, threading.Event()).exit_code == 0
+    spares = _spares(workdir)
+    assert len(spares) == 1, "the job left its stage clean: it is kept"
+    upper = (spares[0] / "upper").stat().st_ino
+    assert sorted(p.name for p in spares[0].iterdir()) == ["merged", "tmp", "upper", "work"]
+    assert not any((spares[0] / "upper").iterdir()) and not any((spares[0] / "tmp").iterdir())
+
+    second = _spec(workdir, LOOK.format(out="out/b.txt"), ("out/b.txt",))
+    seen: list[int] = []
+    original = runtime._launch
+
+    def launch(spec: JobSpec, sandbox: Sandbox) -> tuple[SandboxLaunch | None, dict[str, str]]:
+        seen.append(sandbox.upper.stat().st_ino)
+        return original(spec, sandbox)
+
+    runtime._launch = launch  # type: ignore[method-assign]
+    assert runtime.run(second, threading.Event()).exit_code == 0
+    assert seen == [upper], "the next job's stage is the kept one"
+    assert _spares(workdir) != [] and (workdir / "out" / "a.txt").read_text() == "input\n"
+    wait_for_discarded_stages()
+    assert not any((workdir / ".pox" / "stage").iterdir()), "the run's end removes spares"
+
+
+@pytest.mark.parametrize(
+    "polluting",
+    [
+        "echo secret > /tmp/left.txt",
+        "mkdir -p /tmp/left/deeper",
+        "chmod 700 .",
+        'python3 -c \'import os; os.setxattr(".", "user.pox", b"1")\'',
+        "echo x > undeclared.txt",
+        "rm data/in.txt",
+    ],
+    ids=["tmp-file", "tmp-folders", "workdir-mode", "workdir-xattr", "undeclared", "deletion"],
+)
+def test_the_next_job_sees_nothing_a_job_left_in_its_stage(tmp_path: Path, polluting: str) -> None:
+    runtime, workdir = _reuse_runtime(tmp_path)
+    fresh = _spec(workdir, LOOK.format(out="out/fresh.txt"), ("out/fresh.txt",))
+    assert runtime.run(fresh, threading.Event()).exit_code == 0
+    wait_for_discarded_stages()  # so the next job starts from a new stage
+    expected = (workdir / "out" / "fresh.txt").read_text()
+
+    first = _spec(workdir, f"{polluting}; echo done > out/a.txt", ("out/a.txt",))
+    assert runtime.run(first, threading.Event()).exit_code == 0, first.log_path.read_text()
+    kept = _spares(workdir)
+    second = _spec(workdir, LOOK.format(out="out/b.txt"), ("out/b.txt",))
+    assert runtime.run(second, threading.Event()).exit_code == 0
+    assert (workdir / "out" / "b.txt").read_text() == expected, f"after {polluting!r}"
+    if "/tmp/left/" in polluting:
+        assert len(kept) == 1, "empty folders are removed and the stage kept"
+    else:
+        assert kept == [], f"a stage changed by {polluting!r} is not kept"
+    assert (workdir / "data" / "in.txt").exists() and not (workdir / "undeclared.txt").exists()
+    wait_for_discarded_stages()
