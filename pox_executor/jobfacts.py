@@ -60,8 +60,9 @@ def _in_basedir(rule: Any, path: str) -> str:
     return os.path.normpath(os.path.join(base, path))
 
 
-def job_facts(job: Any, workdir: Path) -> JobFacts:
-    """Plain facts of one (non-group) Snakemake job."""
+def job_facts(job: Any, workdir: Path, *, formatted_shell: str | None = None) -> JobFacts:
+    """Plain facts of one (non-group) Snakemake job. `formatted_shell`: the job's `shell:` as
+    `direct_shell_command` formatted it just now, so it is not formatted twice."""
     rule = job.rule
     resources = {k: v for k, v in _named(job.resources).items() if k not in _VOLATILE_RESOURCES}
     network = bool(resources.get(NETWORK_RESOURCE, 0))
@@ -69,7 +70,9 @@ def job_facts(job: Any, workdir: Path) -> JobFacts:
     script_path = _rel(_in_basedir(rule, str(script)), workdir) if script else None
     shell = getattr(rule, "shellcmd", None)
     shell_formatted = None
-    if shell:
+    if shell and formatted_shell is not None:
+        shell_formatted = formatted_shell
+    elif shell:
         try:
             # What `shell()` runs (the Snakefile's globals, the module's scope), not Snakemake's
             # display text (`job.shellcmd`), which formats with other names.
@@ -142,6 +145,7 @@ class DirectShell:
     executable: str
     body: str
     env: dict[str, str]
+    formatted: str | None = None  # the rule's `shell:` as formatted, before prefix and suffix
 
     @property
     def too_long(self) -> bool:
@@ -254,7 +258,7 @@ def direct_shell_command(job: Any) -> DirectShell | None:
     except Exception:
         return None
     body = " ".join((shell._get_process_prefix(executable), command, shell._process_suffix)).strip()
-    return DirectShell(executable, body, threads_env)
+    return DirectShell(executable, body, threads_env, formatted=command)
 
 
 @dataclass(frozen=True)

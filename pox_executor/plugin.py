@@ -471,12 +471,13 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
     def run_job(self, job: JobExecutorInterface) -> None:
         self._record_sources_once()
         members = list(job.jobs) if job.is_group() else [job]
-        facts = [job_facts(m, self.workdir) for m in members]
+        direct = None if self.settings.spawn_all else direct_shell_command(job)
+        formatted = direct.formatted if direct is not None else None
+        facts = [job_facts(m, self.workdir, formatted_shell=formatted) for m in members]
         self._failed_jobids.difference_update(f.jobid for f in facts)  # a retry starts afresh
         self._edges.extend(self._edges_of(members))
         invocation_id = str(uuid.uuid4())
         cached = not job.is_group() and uses_output_cache(job)
-        direct = None if self.settings.spawn_all else direct_shell_command(job)
         prepared = None
         if direct is None and not self.settings.spawn_all and self.runtime.name == "sim":
             # The prepared file runs on this interpreter with this process's search path, which
