@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pox_executor.enclave.commit import wait_for_discarded_stages
 from pox_executor.enclave.runtime import JobSpec, OutputSpec
 from pox_executor.enclave.sim import SimRuntime
 from pox_executor.provenance.bundle import RunBundle
@@ -138,6 +139,9 @@ def record_run(
     for step in steps:
         results.append(run_step(recorder, step))
         keep()
+    # As the executor's shutdown does: the stages go on a background thread, and a caller
+    # copying the working directory next must not meet one half removed.
+    wait_for_discarded_stages()
     if finish:
         ok = all(r.succeeded for r in results)
         recorder.finish(status or ("succeeded" if ok else "failed"), [])
