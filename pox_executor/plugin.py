@@ -32,7 +32,7 @@ from snakemake_interface_executor_plugins.settings import (
 from pox_executor import __version__
 from pox_executor.enclave.backends import BackendOptions, backend_names, create_runtime
 from pox_executor.enclave.commit import wait_for_discarded_stages
-from pox_executor.enclave.runtime import EnclaveRuntime, JobSpec, OutputSpec
+from pox_executor.enclave.runtime import EnclaveRuntime, JobSpec, OutputSpec, exec_command
 from pox_executor.errors import PoxError
 from pox_executor.jobfacts import (
     DirectShell,
@@ -430,20 +430,21 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 parts += ["--resources", *(shlex.quote(h) for h in handed)]
         return " ".join(parts)
 
-    def _direct_command(self, direct: DirectShell, invocation_id: str) -> tuple[str, Path | None]:
-        """The argv string of a plain shell job and the script written for it, if any.
+    def _direct_command(
+        self, direct: DirectShell, invocation_id: str
+    ) -> tuple[tuple[str, ...], Path | None]:
+        """The argv of a plain shell job and the script written for it, if any.
 
         A command over one argument's limit (64 KiB) goes into a script under `.snakemake/`, as
         Snakemake's `shell()` does, instead of failing with E2BIG.
         """
-        executable = shlex.quote(direct.executable)
         if not direct.too_long:
-            return f"exec {executable} -c {shlex.quote(direct.body)}", None
+            return (direct.executable, "-c", direct.body), None
         scripts = self.workdir / ".snakemake" / "pox-shell"
         scripts.mkdir(parents=True, exist_ok=True)
         script = scripts / f"{invocation_id}.sh"
         script.write_text(direct.body + "\n", encoding="utf-8")
-        return f"exec {executable} {shlex.quote(str(script))}", script
+        return (direct.executable, str(script)), script
 
     def _write_prepared(
         self, prepared: PreparedScript, facts: JobFacts
@@ -495,10 +496,11 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             direct, facts[0], kept = self._write_prepared(prepared, facts[0])
             if self.workflow.execution_settings.cleanup_scripts:
                 scripts.append(kept)
+        argv: tuple[str, ...] = ()
         if direct is not None:
-            command, long_script = self._direct_command(direct, invocation_id)
+            argv, long_script = self._direct_command(direct, invocation_id)
             scripts += [long_script] if long_script else []
-            env = direct.env
+            command, env = exec_command(argv), direct.env
         else:
             command, env = self._spawn_command(job), {}
         writable = [
@@ -512,6 +514,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         spec = JobSpec(
             invocation_id=invocation_id,
             command=command,
+            argv=argv,
             workdir=self.workdir,
             outputs=tuple(writable),
             log_path=self.recorder.bundle.logs_dir / f"{invocation_id}.log",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pox_executor.enclave.runtime import JobSpec, OutputSpec
+from pox_executor.enclave.runtime import JobSpec, OutputSpec, exec_command
 from pox_executor.errors import UsageError
 from pox_executor.primitives import write_atomically
 from pox_executor.provenance.digests import FileDigest
@@ -188,6 +188,7 @@ class Ticket:
             "spec": {
                 "invocation_id": spec.invocation_id,
                 "command": spec.command,
+                "argv": list(spec.argv),
                 "workdir": str(spec.workdir),
                 "outputs": [{"path": o.path, "is_directory": o.is_directory} for o in spec.outputs],
                 "log_path": str(spec.log_path),
@@ -242,6 +243,7 @@ class Ticket:
                 spec=JobSpec(
                     invocation_id=spec.get("invocation_id", str),
                     command=spec.get("command", str),
+                    argv=tuple(spec.optional("argv", list) or ()),
                     workdir=Path(spec.get("workdir", str)),
                     outputs=tuple(
                         OutputSpec(path=str(o["path"]), is_directory=bool(o["is_directory"]))
@@ -278,6 +280,13 @@ class Ticket:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"{where}: malformed job ticket ({exc!r})") from None
+        argv = ticket.spec.argv
+        if argv and (
+            not all(isinstance(a, str) for a in argv) or exec_command(argv) != ticket.spec.command
+        ):
+            raise ProtocolError(
+                f"{where}: spec field 'argv' must be the strings that field 'command' starts"
+            )
         if challenges:
             for member in ticket.members:
                 task = job_task_id(ticket.run_id, member.jobid, member.attempt)

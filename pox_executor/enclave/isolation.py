@@ -281,7 +281,7 @@ class SandboxLaunch:
 
 
 def sandbox_launch(
-    command: str,
+    command: str | Sequence[str],
     *,
     workdir: Path,
     sandbox: Sandbox,
@@ -290,8 +290,8 @@ def sandbox_launch(
     visible: Sequence[Path | str] = (),
     memo: ViewMemo | None = None,
 ) -> SandboxLaunch:
-    """The overlays and the bubblewrap argv that run `command` (through `sh -c`) in the
-    sandbox described in the docstring.
+    """The overlays and the bubblewrap argv that run `command` in the sandbox described in the
+    docstring: a string through `sh -c`, a sequence (program and arguments) directly.
 
     `visible`: paths the job reads (read-only); `hidden`: paths covered by an empty tmpfs;
     `memo`: the run's memo of read-only binds (most jobs of a run see the same paths).
@@ -346,7 +346,10 @@ def sandbox_launch(
             bwrap += ["--ro-bind-try", resolv, resolv]
     # Writes anywhere else fail loudly ("Read-only file system") instead of vanishing.
     bwrap += ["--remount-ro", "/", "--chdir", wd, "--cap-drop", "ALL"]
-    bwrap += ["--", _program("sh"), "-c", command]
+    argv = [_program("sh"), "-c", command] if isinstance(command, str) else list(command)
+    if not argv:
+        raise SandboxError("a job needs a program to run")
+    bwrap += ["--", *argv]
     return SandboxLaunch(overlays=tuple(overlays), bwrap=tuple(bwrap))
 
 

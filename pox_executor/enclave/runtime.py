@@ -7,8 +7,9 @@ data. Backends own isolation and evidence; they never build statements or touch 
 
 from __future__ import annotations
 
+import shlex
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +30,7 @@ class JobSpec:
     """Everything a runtime needs to run one job attempt; paths are relative to `workdir`."""
 
     invocation_id: str
-    command: str
+    command: str  # a shell command line; what the job log and a dispatched node show
     workdir: Path
     outputs: tuple[OutputSpec, ...]
     log_path: Path
@@ -44,6 +45,19 @@ class JobSpec:
     # Absolute paths outside the working directory the job must be able to read (workflow
     # sources, declared inputs, scripts): made visible read-only by isolating backends.
     readable: tuple[str, ...] = ()
+    # The program and arguments `command` starts, when it is one program's start
+    # (`exec_command(argv)`): a backend execs them itself instead of `sh -c command`, one
+    # shell's start less per job. Empty: `command` goes through `sh -c`.
+    argv: tuple[str, ...] = ()
+
+    def shell_argv(self) -> list[str]:
+        """What to exec for this job: `argv`, else `sh -c command`."""
+        return list(self.argv) if self.argv else ["sh", "-c", self.command]
+
+
+def exec_command(argv: Sequence[str]) -> str:
+    """The shell command line that starts exactly `argv` (the `command` of a JobSpec with it)."""
+    return "exec " + shlex.join(argv)
 
 
 @dataclass(frozen=True)

@@ -250,7 +250,7 @@ class SimRuntime:
                     return wait_process(process, cancelled, stop)
 
             if launch is None:
-                code = start_and_wait(["sh", "-c", spec.command])
+                code = start_and_wait(spec.shell_argv())
             else:
                 try:  # in-process: the thread holding the namespace starts and waits
                     code = launch.start(start_and_wait, in_process=self._in_process_mounts)
@@ -282,7 +282,7 @@ class SimRuntime:
         plan_outputs(sandbox, spec.workdir, spec.outputs)
         search_path = os.environ.get("PATH", "")
         launch = sandbox_launch(
-            spec.command,
+            spec.argv or spec.command,
             workdir=spec.workdir,
             sandbox=sandbox,
             network=spec.network,

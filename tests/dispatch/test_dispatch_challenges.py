@@ -26,6 +26,7 @@ from test_slurm import _finish, _snakemake, _verify, _workflow
 from pox_executor.dispatch.collector import Collector, SubmissionRejected
 from pox_executor.dispatch.node import run_jobstep
 from pox_executor.dispatch.protocol import ProtocolError, Ticket, read_ticket, write_ticket
+from pox_executor.enclave.runtime import exec_command
 from pox_executor.provenance.recorder import RunRecorder
 from pox_executor.provenance.records import JobRecord, SessionOpen, job_task_id, read_entries
 from pox_executor.sms.scheduler import BrokerChallengeSource
@@ -211,3 +212,20 @@ def test_malformed_ticket_challenges_are_refused_naming_the_field(
     with pytest.raises(ProtocolError, match=said) as refused:
         Ticket.from_json(json.dumps(raw).encode(), where="bad.json")
     assert str(refused.value).startswith("bad.json")
+
+
+def test_ticket_argv_round_trips_and_must_be_what_its_command_starts(tmp_path: Path) -> None:
+    recorder = dispatch_recorder(tmp_path / "wd")
+    ticket = ticket_for(recorder, DAG[0], tmp_path / "spool")
+    argv = ("/usr/bin/bash", "-c", "echo 'x' > out.txt")
+    spec = dataclasses.replace(ticket.spec, argv=argv, command=exec_command(argv))
+    again = Ticket.from_json(dataclasses.replace(ticket, spec=spec).to_json(), where="t.json")
+    assert again.spec.argv == argv and again.spec.shell_argv() == list(argv)
+    raw = json.loads(dataclasses.replace(ticket, spec=spec).to_json())
+    del raw["spec"]["argv"]  # a ticket of an older head: the command goes through sh
+    assert Ticket.from_json(json.dumps(raw).encode(), where="old.json").spec.argv == ()
+    for bad in (["/usr/bin/bash", "-c", "rm -rf ~"], ["/usr/bin/bash", 7]):
+        raw["spec"]["argv"] = bad  # argv must start what the command line (the log's) says
+        with pytest.raises(ProtocolError, match="spec field 'argv' must be") as refused:
+            Ticket.from_json(json.dumps(raw).encode(), where="bad.json")
+        assert str(refused.value).startswith("bad.json")
