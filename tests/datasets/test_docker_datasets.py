@@ -12,12 +12,14 @@ the bridge, where the host's loopback is not reachable.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from broker_process import BrokerProcess
@@ -45,13 +47,22 @@ def measurements() -> dict[str, str]:
     return {name: info.measurement for name, info in built.items()}
 
 
+def _bridge_gateway(network: dict[str, Any]) -> str:
+    """The bridge's gateway address. The engine leaves `Gateway` out of the IPAM config when it
+    found its bridge interface already configured (a restarted dockerd); the gateway is then
+    the bridge's first address, as the engine assigns it."""
+    config = network["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
 @pytest.fixture(scope="module")
 def bridge_broker(
     measurements: dict[str, str], chain: ChainClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerProcess]:
     """A broker on the bridge gateway (reachable from job containers and from the host)."""
-    network = engine.client().inspect_network("bridge")
-    gateway = str(network["IPAM"]["Config"][0]["Gateway"])
+    gateway = _bridge_gateway(engine.client().inspect_network("bridge"))
     process = BrokerProcess(
         tmp_path_factory.mktemp("bridge-broker") / "state",
         extra_args=[
