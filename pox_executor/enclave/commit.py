@@ -55,6 +55,7 @@ from pox_executor.enclave.isolation import (
     job_home,
 )
 from pox_executor.enclave.runtime import OutputSpec
+from pox_executor.enclave.warm import close_all as close_warm_sandboxes
 
 
 @dataclass(frozen=True)
@@ -313,9 +314,10 @@ def discard_leftover_stages(stage_root: Path) -> None:
 
 
 def _dead_spare(entry: Path) -> bool:
-    """A spare stage (`.spare-<pid>-<id>`) of a process that no longer runs."""
+    """A spare or warm stage (`.spare-<pid>-<id>`, `.warm-<pid>-<id>`) of a process that no
+    longer runs."""
     parts = entry.name.split("-")
-    if len(parts) != 3 or parts[0] != ".spare" or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] not in (".spare", ".warm") or not parts[1].isdigit():
         return False
     try:
         os.kill(int(parts[1]), 0)
@@ -327,8 +329,9 @@ def _dead_spare(entry: Path) -> bool:
 
 
 def wait_for_discarded_stages() -> None:
-    """Discard the spare stages, then return once every stage handed to `discard_stage` so far
-    is removed."""
+    """End the idle warm sandboxes (warm.py) and discard the spare stages, then return once
+    every stage handed to `discard_stage` so far is removed."""
+    close_warm_sandboxes()
     _SPARES.release()
     _REMOVER.wait()
 

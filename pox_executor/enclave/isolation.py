@@ -203,8 +203,27 @@ def plan_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec])
     The directory is the output's real parent (created when missing, as Snakemake would); an
     output directly in the private /tmp or $HOME is staged there instead.
     """
+    outermost, home_on_disk = output_places(workdir, outputs, shared_home=sandbox.home is not None)
+    if home_on_disk:
+        sandbox.home_on_disk = True
+        (sandbox.home_source / ".cache").mkdir(parents=True, exist_ok=True)
+    for index, path in enumerate(outermost):
+        root = WritableRoot(path=path, stage=sandbox.stage / "roots" / str(index))
+        for directory in (root.upper, root.work, root.merged):
+            directory.mkdir(parents=True)
+        sandbox.roots.append(root)
+
+
+def output_places(
+    workdir: Path, outputs: Sequence[OutputSpec], *, shared_home: bool
+) -> tuple[list[str], bool]:
+    """Where a job's outputs need more than the working directory's overlay: the outermost real
+    directories outside `workdir` holding outputs (created when missing, as Snakemake would),
+    and whether an output lies directly in a private home (which then lives on disk).
+    Raises SandboxError for an output no job may write (PoX's state, kernel trees, `/`)."""
     real_workdir = os.path.realpath(workdir)
     wanted: list[str] = []
+    home_on_disk = False
     state = pox_state_dirs()
     for out in outputs:
         location = host_location(workdir, out.path)
@@ -215,9 +234,8 @@ def plan_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec])
             raise SandboxError(f"declared output {out.path!r} lies in {location.split('/')[1]}/")
         if is_within(parent, real_workdir):
             continue
-        if parent == job_home() and sandbox.home is None:
-            sandbox.home_on_disk = True
-            (sandbox.home_source / ".cache").mkdir(parents=True, exist_ok=True)
+        if parent == job_home() and not shared_home:
+            home_on_disk = True
             continue
         if parent in (PRIVATE_TMP, job_home()):
             continue
@@ -229,13 +247,10 @@ def plan_outputs(sandbox: Sandbox, workdir: Path, outputs: Sequence[OutputSpec])
     for path in sorted(set(wanted), key=lambda p: (p.count("/"), p)):
         if not any(is_within(path, o) for o in outermost):
             outermost.append(path)
-    for index, path in enumerate(outermost):
+    for path in outermost:
         if any(ch in path for ch in OVERLAY_FORBIDDEN):
             raise SandboxError(f"output directory {path!r} contains a character overlayfs refuses")
-        root = WritableRoot(path=path, stage=sandbox.stage / "roots" / str(index))
-        for directory in (root.upper, root.work, root.merged):
-            directory.mkdir(parents=True)
-        sandbox.roots.append(root)
+    return outermost, home_on_disk
 
 
 def host_location(workdir: Path, path: str) -> str:

@@ -71,8 +71,10 @@ def start_process(
     env: Mapping[str, str],
     log_file: BinaryIO,
     invocation_id: str,
+    stdin: int = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
-    """Start a job's process in a new session (its own process group), output into the log."""
+    """Start a job's process in a new session (its own process group), output into the log;
+    `stdin`: /dev/null, or a descriptor the process reads (a warm sandbox's start pipe)."""
     try:
         return subprocess.Popen(
             list(argv),
@@ -80,7 +82,7 @@ def start_process(
             env=dict(env),
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             start_new_session=True,
         )
     except OSError as exc:

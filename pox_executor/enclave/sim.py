@@ -15,8 +15,11 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Hashable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -41,6 +44,7 @@ from pox_executor.enclave.isolation import (
     create_sandbox,
     interpreter_paths,
     job_home,
+    output_places,
     path_prefixes,
     plan_outputs,
     sandbox_launch,
@@ -57,9 +61,20 @@ from pox_executor.enclave.jobprocess import (
     wait_process,
 )
 from pox_executor.enclave.runtime import JobSpec, RunOutcome
+from pox_executor.enclave.warm import WarmSandbox, WarmSandboxes, start_script, waiter, warm_name
 from pox_executor.primitives import utc_now
 
 _POX_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class _View:
+    """What a warm sandbox fits (warm.py): jobs with the same working directory, environment and
+    readable paths, no network and no output outside the working directory."""
+
+    workdir: Path
+    env: tuple[tuple[str, str], ...]
+    visible: tuple[str, ...]
 
 
 class SimRuntime:
@@ -87,6 +102,7 @@ class SimRuntime:
         self._identity: tuple[str, str, str] | None = None  # (isolation, image, measurement)
         self._view_memo = ViewMemo()
         self._in_process_mounts = False  # overlays mounted by `mountns`; decided by the probe
+        self._warm: WarmSandboxes | None = None  # isolated runs: sandboxes started ahead
 
     # -- preparation -------------------------------------------------------------------------
 
@@ -106,6 +122,8 @@ class SimRuntime:
         discard_leftover_stages(self._stage_root)
         self._why_not = self._probe(workdir)
         self._isolated = not self._why_not
+        if self._isolated:
+            self._warm = WarmSandboxes(self._make_warm, self._discard_warm)
         # Synchronous on purpose: a run with nothing to do may never shut the executor down,
         # and its working directory may be removed right after; nothing may outlive prepare.
         wait_for_discarded_stages()
@@ -216,6 +234,9 @@ class SimRuntime:
     def run(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         assert self._stage_root is not None
+        warm = self._run_warm(spec, cancelled)
+        if warm is not None:
+            return warm
         sandbox = create_sandbox(
             self._stage_root / spec.invocation_id,
             home=self._shared_home,
@@ -261,11 +282,123 @@ class SimRuntime:
             discard_stage(sandbox.stage)
             shutil.rmtree(_shared_memory_dir(spec), ignore_errors=True)  # plaintext, even if killed
             return self._outcome(spec, code, started, (), passed)
+        return self._committed(spec, sandbox, code, started, passed)
+
+    def _committed(
+        self, spec: JobSpec, sandbox: Sandbox, code: int, started: str, passed: tuple[str, ...]
+    ) -> RunOutcome:
+        """Commit an isolated job's declared outputs; its outcome."""
         result = commit_job_outputs(sandbox, spec.workdir, spec.outputs, keep_clean=True)
         if result.rejected:
             note_in_job_log(spec.log_path, *(f"PoX: {r}" for r in result.rejected))
             code = code or 1
         return self._outcome(spec, code, started, summarize_discarded(result.discarded), passed)
+
+    def _run_warm(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome | None:
+        """Run the job in a warm sandbox (warm.py) when one with its view is ready; None: the
+        job has a view of its own, or none was ready (the caller starts it cold)."""
+        if self._warm is None or spec.network:
+            return None
+        try:
+            roots, home_on_disk = output_places(
+                spec.workdir, spec.outputs, shared_home=self._shared_home is not None
+            )
+        except SandboxError:
+            return None  # the cold path says why in the job log
+        if roots or home_on_disk:
+            return None
+        env, passed = job_environment(
+            os.environ,
+            passthrough=spec.env_passthrough,
+            job=spec.env,
+            sandbox=self._private_env(),
+            unset=HOST_DIRECTORY_VARIABLES,
+        )
+        view = _View(
+            workdir=spec.workdir,
+            env=tuple(sorted(env.items())),
+            visible=self._visible(spec),
+        )
+        warm = self._warm.take(view)
+        if warm is None:
+            return None
+        assert warm.process is not None and warm.sandbox is not None
+        try:
+            os.rename(warm.log_path, spec.log_path)  # its log becomes the job's
+        except OSError:
+            warm.abandon()
+            self._discard_warm(warm)
+            return None
+        started = utc_now()
+        process = warm.process
+        stop = functools.partial(kill_process_group, process)
+        try:
+            with self._jobs.running(spec.invocation_id, stop):
+                try:
+                    warm.start(start_script(spec.shell_argv()))
+                except OSError as exc:  # its `sh` is gone: it reads no job
+                    note_in_job_log(spec.log_path, f"PoX: the sandbox could not start: {exc}")
+                    stop()
+                code = wait_process(process, cancelled, stop)
+        finally:
+            warm.end()
+        return self._committed(spec, warm.sandbox, code, started, passed)
+
+    def _make_warm(self, key: Hashable) -> WarmSandbox | None:
+        """Start a warm sandbox for `key` (a `_View`) on its own thread."""
+        assert isinstance(key, _View) and self._stage_root is not None
+        view, stage_root = key, self._stage_root
+        name = warm_name()
+        # Its log lives in its stage (hidden from jobs) until a job takes it; where the stage
+        # root is on another file system than the job logs, the rename fails and jobs go cold.
+        warm = WarmSandbox(view, stage_root / name / "job.log")
+
+        def prepare() -> tuple[Sandbox, SandboxLaunch]:
+            sandbox = create_sandbox(
+                stage_root / name, home=self._shared_home, spare=take_spare_stage(stage_root)
+            )
+            launch = sandbox_launch(
+                waiter(),
+                workdir=view.workdir,
+                sandbox=sandbox,
+                network=False,
+                visible=view.visible,
+                memo=self._view_memo,
+            )
+            return sandbox, launch
+
+        def spawn(argv: list[str], stdin: int, log: BinaryIO) -> subprocess.Popen[bytes]:
+            env = dict(view.env)
+            return start_process(
+                argv, cwd=view.workdir, env=env, log_file=log, invocation_id=name, stdin=stdin
+            )
+
+        warm.run(prepare, spawn, in_process=self._in_process_mounts)
+        return warm
+
+    @staticmethod
+    def _discard_warm(warm: WarmSandbox) -> None:
+        """Remove an unused warm sandbox's stage (its empty log with it)."""
+        if warm.sandbox is not None:
+            discard_stage(warm.sandbox.stage)
+
+    def _visible(self, spec: JobSpec) -> tuple[str, ...]:
+        """The paths the job reads outside its working directory, made visible read-only."""
+        search_path = os.environ.get("PATH", "")
+        return tuple(
+            str(p)
+            for p in (
+                *interpreter_paths(),
+                *path_prefixes(search_path),
+                *spec.readable,
+                _POX_PACKAGE,  # `pox dataset open` in a job (editable installs live outside)
+            )
+        )
+
+    def _private_env(self) -> dict[str, str]:
+        """The variables an isolated sandbox sets: private TMPDIR and HOME, dataset access."""
+        private = {"TMPDIR": PRIVATE_TMP, "TMP": PRIVATE_TMP, "TEMP": PRIVATE_TMP}
+        return {**private, "HOME": job_home(), **self._dataset_env(isolated=True)}
 
     def _launch(
         self, spec: JobSpec, sandbox: Sandbox
@@ -280,22 +413,15 @@ class SimRuntime:
             unisolated["POX_SHARED_MEMORY_DIR"] = str(shared)
             return None, {**unisolated, **self._dataset_env(isolated=False)}
         plan_outputs(sandbox, spec.workdir, spec.outputs)
-        search_path = os.environ.get("PATH", "")
         launch = sandbox_launch(
             spec.argv or spec.command,
             workdir=spec.workdir,
             sandbox=sandbox,
             network=spec.network,
-            visible=[
-                *interpreter_paths(),
-                *path_prefixes(search_path),
-                *spec.readable,
-                _POX_PACKAGE,  # `pox dataset open` in a job (editable installs live outside)
-            ],
+            visible=self._visible(spec),
             memo=self._view_memo,
         )
-        private = {"TMPDIR": PRIVATE_TMP, "TMP": PRIVATE_TMP, "TEMP": PRIVATE_TMP}
-        return launch, {**private, "HOME": job_home(), **self._dataset_env(isolated=True)}
+        return launch, self._private_env()
 
     def _dataset_env(self, *, isolated: bool) -> dict[str, str]:
         """For confidential datasets (datasets/job.py): the measurement this job presents to the

@@ -193,10 +193,15 @@ def test_stages_an_interrupted_run_left_aside_are_removed_and_live_ones_kept(
     (dead_spare / "upper").mkdir(parents=True)
     live_spare = stage_root / f".spare-{os.getpid()}-abc"  # a running process's spare
     (live_spare / "upper").mkdir(parents=True)
+    dead_warm = stage_root / ".warm-4194305-abc"  # a killed run's warm sandbox (warm.py)
+    (dead_warm / "upper").mkdir(parents=True)
+    live_warm = stage_root / f".warm-{os.getpid()}-abc"
+    (live_warm / "upper").mkdir(parents=True)
     runtime = SimRuntime()
     runtime.prepare(workdir)
-    assert not leftover.exists() and not dead_spare.exists()
+    assert not leftover.exists() and not dead_spare.exists() and not dead_warm.exists()
     assert (live / "upper").is_dir() and (live_spare / "upper").is_dir()
+    assert (live_warm / "upper").is_dir()
 
 
 def _spares(workdir: Path) -> list[Path]:
@@ -212,6 +217,9 @@ def _reuse_runtime(tmp_path: Path) -> tuple[SimRuntime, Path]:
     runtime = SimRuntime()
     runtime.prepare(workdir)
     assert runtime.isolated, runtime.describe_isolation()
+    # These tests look at the stages themselves: no warm sandbox (warm.py) may take a spare on
+    # its own thread meanwhile (test_warm_sandbox.py covers those).
+    runtime._warm = None
     return runtime, workdir
 
 
