@@ -297,8 +297,8 @@ class SimRuntime:
     def _run_warm(self, spec: JobSpec, cancelled: threading.Event) -> RunOutcome | None:
         """Run the job in a warm sandbox (warm.py) when one with its view is ready; None: the
         job has a view of its own, or none was ready (the caller starts it cold)."""
-        if self._warm is None or spec.network:
-            return None
+        if self._warm is None or spec.network or spec.log_path.exists():
+            return None  # (a warm sandbox's log is renamed onto the job's: never over one)
         try:
             roots, home_on_disk = output_places(
                 spec.workdir, spec.outputs, shared_home=self._shared_home is not None

@@ -190,6 +190,12 @@ def test_failing_and_cancelled_jobs_in_warm_sandboxes(tmp_path: Path, started: l
     assert started == [1] and outcome.exit_code == 7
     assert failing.log_path.read_text() == "oops\n", "the job's output goes to its own log"
     _wait_warm(runtime)
+    # a job log that exists already is appended to (cold), never replaced by a warm one's
+    kept = dataclasses.replace(failing, invocation_id=uuid.uuid4().hex)
+    kept.log_path.write_text("earlier\n")
+    assert runtime.run(kept, threading.Event()).exit_code == 7
+    assert kept.log_path.read_text() == "earlier\noops\n" and started == [1]
+    _wait_warm(runtime)
     marker = workdir / "started"
     argv = ("/usr/bin/bash", "-c", f"touch {marker}; sleep 300")
     sleeper = dataclasses.replace(_spec(workdir, "y"), argv=argv, command=exec_command(argv))
