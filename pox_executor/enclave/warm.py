@@ -13,13 +13,15 @@ so the job's process is what a cold start makes of it: the program, exec'd by `s
 /dev/null, no extra descriptor. An unused warm sandbox is ended by closing the pipe with nothing
 written: `sh` sources an empty script and exits.
 
-A warm sandbox serves a job only when the job's view is exactly the warm one's (`WarmKey`): no
-network, no output outside the working directory or directly in a private home (those need
-overlays or a home of their own), and the same readable paths, environment and log folder. Any
-other job starts cold, as before. `WarmSandboxes` keeps up to `limit` per view, each on a
-daemon thread that starts bubblewrap and waits until the sandbox's process was waited for: the
-thread holds the sandbox's mount namespace, and bubblewrap's `--die-with-parent` follows the
-thread that started it. A new one is started each time one is taken, so the next job finds one.
+A warm sandbox serves a job only when the job's view is exactly the warm one's (the runtime's
+key, `sim._View`): no network, no output outside the working directory or directly in a private
+home (those need overlays or a home of their own), and the same readable paths and environment.
+Any other job starts cold, as before. Its log is written in its stage (hidden from jobs) and
+renamed onto the job's log. `WarmSandboxes` keeps up to `limit` per view (rules in its
+docstring), each on a daemon thread that starts bubblewrap and waits until the sandbox's process
+was waited for: the thread holds the sandbox's mount namespace, and bubblewrap's
+`--die-with-parent` follows the thread that started it. A new one is started each time one is
+taken, so the next job finds one.
 `close_all()` ends the idle ones (`commit.wait_for_discarded_stages` calls it at the end of a
 run); a warm stage is named `.warm-<pid>-<id>`, and a later run removes those of a dead process
 (`commit.discard_leftover_stages`).
