@@ -249,13 +249,7 @@ class SimRuntime:
             note_in_job_log(spec.log_path, f"PoX: the job was not started: {exc}")
             commit_job_outputs(sandbox, spec.workdir, ())
             return self._outcome(spec, 126, started, (), ())
-        env, passed = job_environment(
-            os.environ,
-            passthrough=spec.env_passthrough,
-            job=spec.env,
-            sandbox=private,
-            unset=HOST_DIRECTORY_VARIABLES if self._isolated else (),
-        )
+        env, passed = self._job_env(spec, private)
         with open(spec.log_path, "ab") as log_file:
 
             def start_and_wait(argv: list[str]) -> int:
@@ -307,13 +301,7 @@ class SimRuntime:
             return None  # the cold path says why in the job log
         if roots or home_on_disk:
             return None
-        env, passed = job_environment(
-            os.environ,
-            passthrough=spec.env_passthrough,
-            job=spec.env,
-            sandbox=self._private_env(),
-            unset=HOST_DIRECTORY_VARIABLES,
-        )
+        env, passed = self._job_env(spec, self._private_env())
         view = _View(
             workdir=spec.workdir,
             env=tuple(sorted(env.items())),
@@ -393,6 +381,19 @@ class SimRuntime:
                 *spec.readable,
                 _POX_PACKAGE,  # `pox dataset open` in a job (editable installs live outside)
             )
+        )
+
+    def _job_env(
+        self, spec: JobSpec, private: dict[str, str]
+    ) -> tuple[dict[str, str], tuple[str, ...]]:
+        """The job's variables (jobenv) with the runtime's `private` ones, and the names of the
+        host variables it receives; an isolated job loses the host's per-user directories."""
+        return job_environment(
+            os.environ,
+            passthrough=spec.env_passthrough,
+            job=spec.env,
+            sandbox=private,
+            unset=HOST_DIRECTORY_VARIABLES if self._isolated else (),
         )
 
     def _private_env(self) -> dict[str, str]:
