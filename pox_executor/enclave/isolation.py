@@ -530,9 +530,16 @@ def is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def interpreter_paths() -> list[Path]:
+def interpreter_paths() -> tuple[Path, ...]:
     """Where this Python and its packages live: a job that re-invokes Snakemake needs them."""
-    return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent]
+    return _interpreter_paths(sys.prefix, sys.base_prefix, sys.executable)
+
+
+@lru_cache(maxsize=4)
+def _interpreter_paths(prefix: str, base_prefix: str, executable: str) -> tuple[Path, ...]:
+    # Resolving the executable's links costs a system call per path component: once per run,
+    # not once per job.
+    return (Path(prefix), Path(base_prefix), Path(executable).resolve().parent)
 
 
 def path_prefixes(search_path: str) -> tuple[Path, ...]:
