@@ -10,7 +10,7 @@ from typing import Any
 
 from pox_executor.audit.verify import load_verify_policy
 from pox_executor.errors import PoxError, UsageError
-from pox_executor.provenance.bundle import resolve_run
+from pox_executor.provenance.bundle import RUN_ARGUMENT_HELP, resolve_run
 
 
 def _verification_options(p: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
         "lineage", help="the jobs and files FILE depends on (--up) or that depend on it (--down)"
     )
     p.add_argument("file", help="a file of the working directory (recorded name or path)")
-    p.add_argument("--run", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("--run", help=RUN_ARGUMENT_HELP)
     p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     way = p.add_mutually_exclusive_group()
     way.add_argument("--up", dest="direction", action="store_const", const="up", default="up")
@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_lineage)
 
     p = subparsers.add_parser("dag", help="a run's job DAG as DOT, JSON or Mermaid")
-    p.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("run", nargs="?", help=RUN_ARGUMENT_HELP)
     p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     p.add_argument("--format", choices=("dot", "json", "mermaid"), default="dot")
     _verification_options(p)
@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "export", help="a run as a Provenance Run Crate, W3C PROV (JSON or N) or in-toto bundle"
     )
-    p.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("run", nargs="?", help=RUN_ARGUMENT_HELP)
     p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     p.add_argument(
         "--format",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pox_executor.errors import UsageError
+from pox_executor.provenance.bundle import RUN_ARGUMENT_HELP
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
     a = subparsers.add_parser(
         "anchor", help="send a run's pending chain actions (deals, anchor); a no-op when done"
     )
-    a.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    a.add_argument("run", nargs="?", help=RUN_ARGUMENT_HELP)
     a.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     a.add_argument("--chain", help="profile (default: the run's, else local)")
     a.add_argument(

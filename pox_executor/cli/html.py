@@ -8,6 +8,7 @@ from typing import Any
 
 from pox_executor.audit.html import write_page
 from pox_executor.cli.runs import verified_run
+from pox_executor.provenance.bundle import RUN_ARGUMENT_HELP
 
 
 def register(subparsers: Any) -> None:
@@ -15,7 +16,7 @@ def register(subparsers: Any) -> None:
         "html",
         help="write a self-contained HTML page to explore a run (DAG, search, per-job panels)",
     )
-    p.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("run", nargs="?", help=RUN_ARGUMENT_HELP)
     p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     p.add_argument(
         "-o", "--output", type=Path, help="the page to write (default: pox-<run-id>.html)"

@@ -20,7 +20,7 @@ from pox_executor.audit.verify import (
     verify_run,
 )
 from pox_executor.errors import UsageError
-from pox_executor.provenance.bundle import RunBundle, list_runs, resolve_run
+from pox_executor.provenance.bundle import RUN_ARGUMENT_HELP, RunBundle, list_runs, resolve_run
 
 _MAX_PROOF_BYTES = 64 * 1024 * 1024
 
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_runs)
 
     p = subparsers.add_parser("show", help="summarise a run: jobs per rule, evidence, root, DAG")
-    p.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("run", nargs="?", help=RUN_ARGUMENT_HELP)
     p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_show)
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "verify", help="verify a run offline: signatures, evidence, links, root, files"
     )
-    p.add_argument("run", nargs="?", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("run", nargs="?", help=RUN_ARGUMENT_HELP)
     p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     p.add_argument(
         "--allow-simulated",
@@ -73,7 +73,7 @@ def register(subparsers: Any) -> None:
         "prove", help="write a self-contained proof that FILE came from a run"
     )
     p.add_argument("file", type=Path)
-    p.add_argument("--run", help="run id (or prefix) or bundle directory; default latest")
+    p.add_argument("--run", help=RUN_ARGUMENT_HELP)
     p.add_argument("-C", "--directory", type=Path, default=Path("."), help="working directory")
     p.add_argument("-o", "--output", type=Path, help="proof file (default: FILE.tlog-proof)")
     p.set_defaults(handler=_prove)

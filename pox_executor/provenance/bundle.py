@@ -319,16 +319,23 @@ def _creation_order(bundle: RunBundle) -> tuple[str, datetime, str]:
     return bundle.run_id[:16], created, bundle.run_id
 
 
+RUN_ARGUMENT_HELP = "run id (or prefix), bundle directory or working directory; default latest"
+
+
 def resolve_run(run: str | None, workdir: Path | None = None) -> RunBundle:
-    """RUN may be a run id, a prefix of one, or a bundle directory; default: the latest run."""
+    """RUN may be a run id, a prefix of one, a bundle directory, or a working directory (its
+    latest run); default: the latest run under `workdir` (the current directory)."""
     workdir = workdir or Path.cwd()
     if run is not None and os.path.lexists(Path(run) / RUN_FILE):
         return RunBundle.load(Path(run))
+    if run is not None and runs_root(Path(run)).is_dir():
+        workdir, run = Path(run).resolve(), None  # `pox verify path/to/workflow`
     runs = list_runs(workdir)
     if not runs:
         raise UsageError(
             f"no PoX runs under {runs_root(workdir)}",
-            hint="run the workflow with `snakemake --executor pox`, or pass a bundle directory",
+            hint="run the workflow with `snakemake --executor pox`; pass its working directory "
+            "(or -C DIR), a run id, or a bundle directory",
         )
     if run is None:
         return runs[-1]
