@@ -9,11 +9,12 @@ into text for people. The status shown is the signed closing's, never run.json's
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pox_executor.errors import PoxError
-from pox_executor.provenance.bundle import RunBundle, RunIndex
+from pox_executor.provenance.bundle import RunBundle, RunIndex, UnreadableRun
 from pox_executor.provenance.checkpoint import parse_signed_note
 from pox_executor.provenance.records import JobRecord, SessionClose, SessionOpen, read_entries
 
@@ -206,8 +207,9 @@ def render_dag(summary: RunSummary) -> list[str]:
     return lines
 
 
-def render_runs(bundles: list[RunBundle]) -> str:
-    if not bundles:
+def render_runs(bundles: list[RunBundle], unreadable: Sequence[UnreadableRun] = ()) -> str:
+    """`pox runs`: one row per run, oldest first, then the folders that are no readable bundle."""
+    if not bundles and not unreadable:
         return "no runs"
     rows = [f"{'RUN':32} {'STATUS':10} {'RECORDS':>7}  SNAKEFILE"]
     for bundle in bundles:
@@ -221,4 +223,6 @@ def render_runs(bundles: list[RunBundle]) -> str:
         rows.append(
             f"{bundle.run_id:32} {bundle.index.status:10} {records:>7}  {bundle.index.snakefile}"
         )
+    for damaged in unreadable:
+        rows.append(f"{damaged.path.name:32} {'UNREADABLE':10} {'-':>7}  {damaged.reason}")
     return "\n".join(rows)

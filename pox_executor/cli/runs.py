@@ -20,7 +20,7 @@ from pox_executor.audit.verify import (
     verify_run,
 )
 from pox_executor.errors import UsageError
-from pox_executor.provenance.bundle import RUN_ARGUMENT_HELP, RunBundle, list_runs, resolve_run
+from pox_executor.provenance.bundle import RUN_ARGUMENT_HELP, RunBundle, resolve_run, scan_runs
 
 _MAX_PROOF_BYTES = 64 * 1024 * 1024
 
@@ -104,8 +104,9 @@ def print_report(report: Report, *, as_json: bool, allow_simulated: bool) -> int
 
 
 def _runs(args: argparse.Namespace) -> int:
-    print(render_runs(list_runs(args.directory.resolve())))
-    return 0
+    runs, unreadable = scan_runs(args.directory.resolve())
+    print(render_runs(runs, unreadable))
+    return 1 if unreadable else 0
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -269,6 +269,7 @@ class RunBundle:
 
 
 _MAX_RUN_FILE_BYTES = 64 * 1024 * 1024
+_RUN_SECOND = len("20260101T000000Z")  # a run id's start time, to the second
 
 
 class WriterLock:
@@ -296,17 +297,40 @@ def list_runs(workdir: Path) -> list[RunBundle]:
 
     Run ids sort by time only to the second (then a random suffix), so two runs started in the
     same second are ordered by their creation time, to the microsecond."""
+    return scan_runs(workdir)[0]
+
+
+@dataclass(frozen=True)
+class UnreadableRun:
+    """A folder under .pox/runs that is not a readable bundle: its run.json is missing (a run
+    that has not written it yet, or a damaged bundle), unreadable or invalid."""
+
+    path: Path
+    reason: str
+
+
+def scan_runs(workdir: Path) -> tuple[list[RunBundle], list[UnreadableRun]]:
+    """The readable runs under workdir/.pox/runs, oldest first (`list_runs`), and the folders
+    there that are not readable bundles, by name."""
     root = runs_root(workdir)
     if not root.is_dir():
-        return []
-    out = []
+        return [], []
+    runs: list[RunBundle] = []
+    unreadable: list[UnreadableRun] = []
     for child in sorted(root.iterdir()):
-        if (child / RUN_FILE).is_file():
-            try:
-                out.append(RunBundle.load(child))
-            except BundleError:
-                continue
-    return sorted(out, key=_creation_order)
+        if not child.is_dir() or child.is_symlink():
+            continue
+        try:
+            runs.append(RunBundle.load(child))
+        except BundleError as exc:
+            reason = str(exc)
+            if not os.path.lexists(child / RUN_FILE):
+                reason = (
+                    f"no {RUN_FILE}: the run was stopped before it recorded anything (a run "
+                    "writes it with its first record), or the file was removed"
+                )
+            unreadable.append(UnreadableRun(child, reason))
+    return sorted(runs, key=_creation_order), unreadable
 
 
 def _creation_order(bundle: RunBundle) -> tuple[str, datetime, str]:
@@ -330,12 +354,28 @@ def resolve_run(run: str | None, workdir: Path | None = None) -> RunBundle:
         return RunBundle.load(Path(run))
     if run is not None and runs_root(Path(run)).is_dir():
         workdir, run = Path(run).resolve(), None  # `pox verify path/to/workflow`
-    runs = list_runs(workdir)
-    if not runs:
+    runs, unreadable = scan_runs(workdir)
+    if not runs and not unreadable:
         raise UsageError(
             f"no PoX runs under {runs_root(workdir)}",
             hint="run the workflow with `snakemake --executor pox`; pass its working directory "
             "(or -C DIR), a run id, or a bundle directory",
+        )
+    # A damaged bundle is never passed over: "the latest run" (or a prefix) must not quietly
+    # become an older run because the newer one's run.json was truncated or removed.
+    if run is None:
+        latest = runs[-1].run_id[:_RUN_SECOND] if runs else ""
+        hiding = [u for u in unreadable if u.path.name[:_RUN_SECOND] >= latest]
+    else:
+        hiding = [u for u in unreadable if u.path.name.startswith(run)]
+    if hiding:
+        names = "; ".join(f"{u.path.name}: {u.reason}" for u in hiding)
+        which = "the latest run" if run is None else f"run {run!r}"
+        raise UsageError(
+            f"{which} cannot be chosen: {len(hiding)} bundle(s) under {runs_root(workdir)} "
+            f"cannot be read ({names})",
+            hint="a damaged bundle fails verification; name an intact run by its id or bundle "
+            "directory to check that one instead",
         )
     if run is None:
         return runs[-1]
