@@ -1,5 +1,5 @@
-"""Leaf helpers every package shares: SHA-256 of bytes, lines and files, RFC 3339 UTC time, and
-atomic file replacement.
+"""Leaf helpers every package shares: SHA-256 of bytes, lines and files, RFC 3339 UTC time,
+atomic file replacement, and bounded reads of files a bundle holds.
 
 This module imports nothing from `pox_executor`, so `enclave`, `provenance` and `chain` can all
 depend on it without depending on each other.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,3 +68,38 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class NotARegularFileError(OSError):
+    """`open_regular` found a FIFO, a device, a socket or a directory where a file belongs."""
+
+
+class FileTooLargeError(ValueError):
+    """`read_regular` found more bytes than its limit."""
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A read-only descriptor of the regular file at `path`. Opened without blocking, so a FIFO
+    put where a bundle file belongs (no writer ever comes) fails at once instead of hanging the
+    reader; a device such as /dev/urandom (endless data) is refused the same way."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise NotARegularFileError(f"{os.fspath(path)}: {kind}")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The content of the regular file at `path`, at most `limit` bytes (`open_regular`).
+    FileNotFoundError when there is none; FileTooLargeError when it holds more."""
+    with os.fdopen(open_regular(path), "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLargeError(f"{os.fspath(path)}: larger than {limit} bytes")
+    return data

@@ -178,7 +178,7 @@ def _check(
     # verification separately checks them against the signed checkpoint).
     all_lines = read_log_lines(bundle.attestations_path).lines
     try:
-        checkpoint, _ = parse_signed_note(bundle.checkpoint_path.read_text(encoding="utf-8"))
+        checkpoint, _ = parse_signed_note(bundle.read_checkpoint())
         size = checkpoint.size
     except (OSError, PoxError):
         size = len(all_lines)

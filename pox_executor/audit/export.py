@@ -488,7 +488,7 @@ def _inclusion_proofs(bundle: RunBundle) -> dict[str, str]:
     from pox_executor.provenance.checkpoint import parse_signed_note
 
     try:
-        text = bundle.checkpoint_path.read_text(encoding="utf-8")
+        text = bundle.read_checkpoint()
         checkpoint, _ = parse_signed_note(text)
     except (OSError, UnicodeDecodeError, PoxError):
         return {}

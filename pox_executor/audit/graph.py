@@ -182,7 +182,7 @@ def _add_run(
     chain = _chain(bundle)
     tree_size = root = None
     try:
-        checkpoint, _ = parse_signed_note(bundle.checkpoint_path.read_text(encoding="utf-8"))
+        checkpoint, _ = parse_signed_note(bundle.read_checkpoint())
         tree_size, root = checkpoint.size, checkpoint.root.hex()
     except (OSError, UnicodeDecodeError, PoxError):
         pass

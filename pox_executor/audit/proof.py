@@ -87,7 +87,7 @@ def make_proof(bundle: RunBundle, file: Path) -> str:
     """The proof text for `file` (a path inside the run's working directory)."""
     path = _relative(file, bundle.workdir)
     try:
-        checkpoint_text = bundle.checkpoint_path.read_text(encoding="utf-8")
+        checkpoint_text = bundle.read_checkpoint()
     except (OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"{bundle.checkpoint_path}: cannot read the checkpoint ({exc})") from exc
     checkpoint, _signatures = parse_signed_note(checkpoint_text)

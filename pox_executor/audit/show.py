@@ -84,7 +84,7 @@ def summarize(bundle: RunBundle) -> RunSummary:
     close = closes[-1] if closes and entries[-1] is closes[-1] else None
     tree_size = root = None
     try:
-        cp, _ = parse_signed_note(bundle.checkpoint_path.read_text(encoding="utf-8"))
+        cp, _ = parse_signed_note(bundle.read_checkpoint())
         tree_size, root = cp.size, cp.root.hex()
     except (OSError, UnicodeDecodeError, PoxError):
         pass

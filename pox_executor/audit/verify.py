@@ -539,7 +539,7 @@ def _check_checkpoint(
         return
     origin = origin_for(walk.run_id or bundle.run_id)
     try:
-        text = bundle.checkpoint_path.read_text(encoding="utf-8")
+        text = bundle.read_checkpoint()
         unverified, _ = parse_signed_note(text)
         # a checkpoint is signed by a session key introduced inside the prefix it covers
         keys = {s.open.key_name: s.key for s in walk.sessions if s.open.line_no <= unverified.size}

@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from pox_executor.errors import BundleError, PoxError, UsageError
-from pox_executor.primitives import write_atomically
+from pox_executor.primitives import (
+    FileTooLargeError,
+    NotARegularFileError,
+    read_regular,
+    write_atomically,
+)
 from pox_executor.provenance.log import ATTESTATIONS_FILE, CHECKPOINT_FILE
 
 RUN_FORMAT = "pox-run/v1"
@@ -203,6 +208,17 @@ class RunBundle:
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT_FILE
 
+    def read_checkpoint(self) -> str:
+        """The checkpoint's text. FileNotFoundError when there is none yet; BundleError when it
+        is not a small regular UTF-8 file (a FIFO or a device there must not hang a reader)."""
+        path = self.checkpoint_path
+        try:
+            return read_regular(path, _MAX_CHECKPOINT_BYTES).decode("utf-8")
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise BundleError(f"{path}: cannot read the checkpoint ({exc})") from exc
+
     @property
     def logs_dir(self) -> Path:
         return self.path / "logs"
@@ -221,14 +237,15 @@ class RunBundle:
     def load(cls, path: Path) -> RunBundle:
         run_file = path / RUN_FILE
         try:
-            with open(run_file, "rb") as handle:
-                raw = handle.read(_MAX_RUN_FILE_BYTES + 1)
+            raw = read_regular(run_file, _MAX_RUN_FILE_BYTES)
         except FileNotFoundError as exc:
             raise BundleError(f"{run_file}: not found; is {path} a PoX run bundle?") from exc
+        except NotARegularFileError as exc:
+            raise BundleError(str(exc)) from exc
         except OSError as exc:
             raise BundleError(f"{run_file}: cannot read ({exc.strerror})") from exc
-        if len(raw) > _MAX_RUN_FILE_BYTES:
-            raise BundleError(f"{run_file}: larger than {_MAX_RUN_FILE_BYTES} bytes")
+        except FileTooLargeError as exc:
+            raise BundleError(str(exc)) from exc
         from pox_executor.provenance.records import load_json
 
         try:
@@ -269,6 +286,7 @@ class RunBundle:
 
 
 _MAX_RUN_FILE_BYTES = 64 * 1024 * 1024
+_MAX_CHECKPOINT_BYTES = 1024 * 1024  # a signed note: a few lines and signatures
 _RUN_SECOND = len("20260101T000000Z")  # a run id's start time, to the second
 
 

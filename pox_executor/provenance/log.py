@@ -20,14 +20,13 @@ the state the ordering above already allows.
 from __future__ import annotations
 
 import os
-import stat
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pox_executor.errors import BundleError
-from pox_executor.primitives import write_atomically
+from pox_executor.primitives import NotARegularFileError, open_regular, write_atomically
 from pox_executor.provenance import merkle
 from pox_executor.provenance.checkpoint import Checkpoint, sign_checkpoint
 from pox_executor.provenance.dsse import envelope_digest
@@ -58,14 +57,14 @@ def read_log_lines(path: Path) -> LogLines:
     """
     lines: list[bytes] = []
     try:
-        handle = open(path, "rb")
+        handle = os.fdopen(open_regular(path), "rb")
     except FileNotFoundError:
         return LogLines([], 0)
+    except NotARegularFileError as exc:
+        raise BundleError(str(exc)) from exc
     except OSError as exc:
         raise BundleError(f"{path}: cannot read the log ({exc.strerror})") from exc
     with handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise BundleError(f"{path}: not a regular file")
         while True:
             line = handle.readline(MAX_LINE_BYTES + 1)
             if not line:
