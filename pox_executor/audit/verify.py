@@ -31,8 +31,6 @@ Simulated evidence fails unless allowed, and then the report says what it does n
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ from pox_executor.audit.findings import Report
 from pox_executor.enclave.images.cache import expected_for_container
 from pox_executor.enclave.verifiers import Policy, parse_policy
 from pox_executor.errors import PoxError, UsageError, VerificationError
+from pox_executor.primitives import FileTooLargeError, NotARegularFileError, read_regular
 from pox_executor.provenance import merkle
 from pox_executor.provenance.bundle import RunBundle, origin_for
 from pox_executor.provenance.checkpoint import parse_signed_note, verify_checkpoint
@@ -100,16 +99,15 @@ class _Walk:
 def load_verify_policy(path: Path) -> Policy:
     """A `--policy` file (the format `pox attest verify` reads); UsageError names file and field."""
     try:
-        with open(path, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise UsageError(f"{path}: not a regular file")
-            raw = handle.read(_MAX_POLICY_BYTES + 1)
-    except IsADirectoryError as exc:
-        raise UsageError(f"{path}: is a directory, expected a policy file") from exc
+        raw = read_regular(path, _MAX_POLICY_BYTES)
+    except NotARegularFileError as exc:
+        raise UsageError(f"{exc}, expected a policy file") from exc
     except OSError as exc:
         raise UsageError(f"{path}: cannot read policy file ({exc.strerror})") from exc
-    if len(raw) > _MAX_POLICY_BYTES:
-        raise UsageError(f"{path}: larger than {_MAX_POLICY_BYTES} bytes; not a policy file")
+    except FileTooLargeError as exc:
+        raise UsageError(
+            f"{path}: larger than {_MAX_POLICY_BYTES} bytes; not a policy file"
+        ) from exc
     try:
         data = load_json(raw, where=str(path))
         return parse_policy(data, source=str(path))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from pox_executor.audit.verify import (
     verify_run,
 )
 from pox_executor.errors import UsageError
+from pox_executor.primitives import FileTooLargeError, read_regular
 from pox_executor.provenance.bundle import RUN_ARGUMENT_HELP, RunBundle, resolve_run, scan_runs
 
 _MAX_PROOF_BYTES = 64 * 1024 * 1024
@@ -164,14 +163,13 @@ def _prove(args: argparse.Namespace) -> int:
 def _verify_proof(args: argparse.Namespace) -> int:
     policy = load_verify_policy(args.policy) if args.policy is not None else None
     try:
-        with open(args.proof, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise UsageError(f"{args.proof}: not a regular file")
-            text = handle.read(_MAX_PROOF_BYTES + 1).decode("utf-8")
+        text = read_regular(args.proof, _MAX_PROOF_BYTES).decode("utf-8")
+    except FileTooLargeError as exc:
+        raise UsageError(
+            f"{args.proof}: larger than {_MAX_PROOF_BYTES} bytes; not a proof"
+        ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{args.proof}: cannot read proof ({exc})") from exc
-    if len(text) > _MAX_PROOF_BYTES:
-        raise UsageError(f"{args.proof}: larger than {_MAX_PROOF_BYTES} bytes; not a proof")
     if args.file is not None and not args.file.is_file():
         raise UsageError(f"{args.file}: no such file")
     report = verify_file_proof(

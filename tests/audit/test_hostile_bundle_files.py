@@ -111,3 +111,16 @@ def test_reading_a_bundle_file_refuses_what_is_not_a_regular_file(tmp_path: Path
     assert read_regular(regular, 10) == b"x" * 10
     with pytest.raises(ValueError, match="larger than 9 bytes"):
         read_regular(regular, 9)
+
+
+@pytest.mark.parametrize("command", [["verify-proof"], ["verify", "--offline", "--policy"]])
+def test_a_fifo_given_as_proof_or_policy_is_a_usage_error_at_once(
+    recorded: RecordedRun, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    fifo = tmp_path / "named-pipe"
+    os.mkfifo(fifo)
+    argv = [*command, str(fifo)]
+    if command[0] == "verify":
+        argv += ["-C", str(recorded.bundle.workdir)]
+    assert _answer(argv) == 2
+    assert f"{fifo}: not a regular file" in capsys.readouterr().err
