@@ -35,11 +35,11 @@ from typing import Any
 import networkx as nx
 
 from pox_executor.audit.graph import FILE, jobs_of
-from pox_executor.errors import PoxError, UsageError
+from pox_executor.errors import PoxError, UsageError, VerificationError
 from pox_executor.provenance import merkle
 from pox_executor.provenance.bundle import RunBundle
 from pox_executor.provenance.log import read_log_lines
-from pox_executor.provenance.names import is_external
+from pox_executor.provenance.names import check_record_name, is_external
 from pox_executor.provenance.tlog_proof import format_proof
 from pox_executor.storage.unixfs import FileImporter, get_profile
 
@@ -101,7 +101,12 @@ def export(
         )
         output.write_text(str(text) + "\n", encoding="utf-8")
     else:
-        write_crate(graph, bundle, output, license=license)
+        try:
+            write_crate(graph, bundle, output, license=license)
+        except BaseException:
+            # `output` did not exist before (checked above): leave no half-written crate
+            shutil.rmtree(output, ignore_errors=True)
+            raise
     return output
 
 
@@ -369,6 +374,14 @@ def _add_data_file(
     crate: Any, workdir: Path, name: str, sha256: str | None, *, types: list[str] | None = None
 ) -> Any:
     """A File entity named as recorded; its bytes go in when they still match the record."""
+    try:  # the crate's files are placed by these names: none may lead out of it
+        check_record_name(name, where="a recorded file name")
+    except VerificationError as exc:
+        raise UsageError(
+            f"cannot export: {exc}; a name outside the working directory would place a file "
+            "outside the crate",
+            hint="the run fails `pox verify`; export a run whose records verify",
+        ) from exc
     props: dict[str, Any] = {"name": name}
     if types:
         props["@type"] = types

@@ -28,11 +28,11 @@ import networkx as nx
 
 from pox_executor.audit.diff import RunDiff, diff_runs
 from pox_executor.audit.graph import build_graph, jobs_of
-from pox_executor.errors import PoxError, UsageError
+from pox_executor.errors import PoxError, UsageError, VerificationError
 from pox_executor.primitives import sha256_file
 from pox_executor.provenance.bundle import RunBundle, list_runs, resolve_run
 from pox_executor.provenance.config_overrides import config_arguments
-from pox_executor.provenance.names import is_external
+from pox_executor.provenance.names import check_record_name, is_external
 
 CRATE_METADATA = "ro-crate-metadata.json"
 
@@ -117,6 +117,11 @@ def prepare(recorded: Plan, into: Path) -> None:
         for name, sha in items:
             if is_external(name):
                 problems.append(f"{kind} {name}: outside the working directory; copy it by hand")
+                continue
+            try:  # the log is not verified here: a name must not lead out of either directory
+                check_record_name(name, where=f"{kind} {name!r}")
+            except VerificationError as exc:
+                problems.append(f"{exc} (it would be copied outside the reproduction directory)")
                 continue
             path = origin / name
             if not path.is_file():
