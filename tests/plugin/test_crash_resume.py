@@ -40,6 +40,7 @@ from pox_executor.provenance.bundle import RunBundle
 from pox_executor.provenance.checkpoint import verify_checkpoint
 from pox_executor.provenance.keys import SigningKey
 from pox_executor.provenance.log import CHECKPOINT_FILE, RunLog
+from pox_executor.provenance.records import SessionOpen, decode_line
 
 SNAKEFILE = """\
 STEPS = range(1, 7)
@@ -199,6 +200,43 @@ def test_a_run_killed_before_its_first_session_verifies_empty_and_resumes(tmp_pa
     assert [s["index"] for s in run_json(bundle.path)["sessions"]] == [0]
     assert [r.rule for r in read_records(bundle.path)] == ["a"]
     assert pox("verify", "--allow-simulated", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.integration
+def test_the_session_opens_while_the_first_job_runs(tmp_path: Path) -> None:
+    """The signed opening does not wait for the first job to end (it was appended just before
+    the first record, ahead of that job's result), so a run killed during its first job leaves
+    a session that verifies as interrupted."""
+    require_sandbox_tools()
+    (tmp_path / "Snakefile").write_text(
+        'rule a:\n    output: "a.txt"\n    shell: "sleep 120; echo a > {output}"\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--executor", "pox", "--cores", "1"],
+        cwd=tmp_path,
+        env=snakemake_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 100
+    lines: list[bytes] = []
+    try:
+        while time.monotonic() < deadline and not lines:
+            assert process.poll() is None, "the workflow ended while its only job sleeps"
+            found = bundles(tmp_path) if (tmp_path / ".pox" / "runs").is_dir() else []
+            lines = complete_lines(found[0]) if found else []
+            time.sleep(0.05)
+        assert not (tmp_path / "a.txt").exists(), "the job is still running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert len(lines) == 1, "the opening is in the log before the first job ends"
+    _, entry = decode_line(lines[0], line_no=1)
+    assert isinstance(entry, SessionOpen)
+    interrupted = pox("verify", "--allow-simulated", "--allow-incomplete", cwd=tmp_path)
+    assert interrupted.returncode == 0, interrupted.stdout + interrupted.stderr
 
 
 # --- RunLog recovery, directly --------------------------------------------------------------
