@@ -71,17 +71,22 @@ def started_jobs(bundle: Path) -> int:
     return len(list(logs.iterdir())) if logs.is_dir() else 0
 
 
-def kill_when(workdir: Path, moment: str) -> None:
-    """Run the workflow and SIGKILL its whole process group at `moment`."""
+def start_workflow(workdir: Path, cores: int = 2) -> subprocess.Popen[bytes]:
+    """`snakemake --executor pox` in `workdir`, in a process group of its own (to kill)."""
     require_sandbox_tools()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--executor", "pox", "--cores", "2"],
+    return subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--executor", "pox", "--cores", str(cores)],
         cwd=workdir,
         env=snakemake_env(workdir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def kill_when(workdir: Path, moment: str) -> None:
+    """Run the workflow and SIGKILL its whole process group at `moment`."""
+    process = start_workflow(workdir)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
@@ -207,18 +212,10 @@ def test_the_session_opens_while_the_first_job_runs(tmp_path: Path) -> None:
     """The signed opening does not wait for the first job to end (it was appended just before
     the first record, ahead of that job's result), so a run killed during its first job leaves
     a session that verifies as interrupted."""
-    require_sandbox_tools()
     (tmp_path / "Snakefile").write_text(
         'rule a:\n    output: "a.txt"\n    shell: "sleep 120; echo a > {output}"\n'
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--executor", "pox", "--cores", "1"],
-        cwd=tmp_path,
-        env=snakemake_env(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_workflow(tmp_path, cores=1)
     deadline = time.monotonic() + 100
     lines: list[bytes] = []
     try:
