@@ -30,9 +30,9 @@ from typing import Any
 import networkx as nx
 
 from pox_executor.audit.graph import job_dag, jobs_of
-from pox_executor.errors import UsageError
+from pox_executor.errors import UsageError, VerificationError
 from pox_executor.primitives import sha256_file
-from pox_executor.provenance.names import is_external
+from pox_executor.provenance.names import check_record_name, is_external
 
 CAUSES = ("code", "params", "inputs", "environment")
 _EXCERPT_LINES = 12
@@ -305,13 +305,23 @@ def _compare_recorded(name: str, sha_a: str, sha_b: str, workdirs: tuple[Path, P
     paths = []
     for workdir, sha in zip(workdirs, (sha_a, sha_b), strict=True):
         path = workdir / name
-        if is_external(name) or not path.is_file() or sha256_file(path) != sha:
+        if not _inside_name(name) or not path.is_file() or sha256_file(path) != sha:
             where = "A" if workdir is workdirs[0] else "B"
             return FileDiff(
                 name, "different", "unavailable", f"run {where}'s bytes are no longer on disk"
             )
         paths.append(path)
     return compare_files(name, paths[0], paths[1])
+
+
+def _inside_name(name: str) -> bool:
+    """A recorded name of a file inside the working directory: the runs are not verified here,
+    and a name such as `../x` must not make the diff read (and show) a file outside it."""
+    try:
+        check_record_name(name)
+    except VerificationError:
+        return False
+    return not is_external(name)
 
 
 def compare_files(name: str, a: Path, b: Path) -> FileDiff:

@@ -171,7 +171,8 @@ def _verify_proof(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{args.proof}: cannot read proof ({exc})") from exc
     if args.file is not None and not args.file.is_file():
-        raise UsageError(f"{args.file}: no such file")
+        what = "not a regular file" if args.file.exists() else "no such file"
+        raise UsageError(f"{args.file}: {what}")
     report = verify_file_proof(
         text, file=args.file, allow_simulated=args.allow_simulated, policy=policy
     )

@@ -1,21 +1,23 @@
-"""`pox reproduce` and `pox export` write only inside their own directory, whatever the bundle says.
+"""`pox reproduce` and `pox export` write, and `pox diff` reads, only inside their directories,
+whatever the bundle says.
 
-Both read runs they have not verified (a published crate, a bundle a colleague sent), so every
-name they place files by comes from an untrusted log: a workflow source, input or output named
-`../x` or `/etc/x` must be refused, naming it, before anything is written. A run is recorded
-in-process (tests/recorded.py); its session opening is rewritten to name such a source, with
+They work on runs they have not verified (a published crate, a bundle a colleague sent), so every
+name they place or read files by comes from an untrusted log: a workflow source, input or output
+named `../x` or `/etc/x` is refused, naming it, before anything is written, and never read.
+Runs are recorded in-process (tests/recorded.py); an entry is rewritten to name such a file, with
 the bytes of a file the attacker placed next to the working directory, and re-signed with the
-session key (an insider; without the key it is the same, since reproduction does not verify).
+session key (an insider; without the key it is the same, since these commands do not verify).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from recorded import record_run, resign, statement_of
+from recorded import RecordedRun, record_run, resign, statement_of
 
 from pox_executor.audit.reproduce import plan, prepare
 from pox_executor.cli import main
@@ -71,3 +73,43 @@ def test_export_refuses_an_output_named_outside_the_working_directory(
     assert main(argv) == 2
     assert "'../planted.sh'" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == []
+
+
+def _rename_first_output(run: RecordedRun, name: str, content: bytes) -> None:
+    log = run.bundle.path / ATTESTATIONS_FILE
+    lines = log.read_bytes().splitlines()
+    record = statement_of(lines[1])
+    record["subject"][0]["name"] = name
+    record["subject"][0]["digest"]["sha256"] = sha256_bytes(content)
+    lines[1] = resign(record, run.key)
+    log.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def test_diff_never_reads_a_file_named_outside_the_working_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets = {"a": b"alpha private line\n", "b": b"beta private line\n"}
+    runs = {}
+    for side, content in secrets.items():
+        runs[side] = record_run(tmp_path / side / "work")
+        (tmp_path / side / "secret.txt").write_bytes(content)  # what `../secret.txt` names
+        _rename_first_output(runs[side], "../secret.txt", content)
+    code = main(["diff", str(runs["a"].bundle.path), str(runs["b"].bundle.path), "--json"])
+    shown = capsys.readouterr().out
+    assert code == 1, shown
+    assert "private line" not in shown
+    (entry,) = [f for j in json.loads(shown)["jobs"] for f in j["outputs"] if "secret" in f["name"]]
+    assert entry["tier"] == "unavailable", entry
+
+
+def test_verify_proof_names_a_fifo_given_as_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = record_run(tmp_path / "work")
+    output = next(p for p in (tmp_path / "work").iterdir() if p.name == "a.txt")
+    proof = tmp_path / "a.proof"
+    assert main(["prove", str(output), "--run", str(run.bundle.path), "-o", str(proof)]) == 0
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert main(["verify-proof", str(proof), str(fifo), "--allow-simulated"]) == 2
+    assert f"{fifo}: not a regular file" in capsys.readouterr().err
