@@ -184,7 +184,7 @@ def _add_run(
     try:
         checkpoint, _ = parse_signed_note(bundle.read_checkpoint())
         tree_size, root = checkpoint.size, checkpoint.root.hex()
-    except (OSError, UnicodeDecodeError, PoxError):
+    except (OSError, PoxError):  # read_checkpoint: BundleError
         pass
     graph.graph["runs"][bundle.run_id] = {
         "status": close.status if close else "incomplete",

@@ -88,7 +88,7 @@ def make_proof(bundle: RunBundle, file: Path) -> str:
     path = _relative(file, bundle.workdir)
     try:
         checkpoint_text = bundle.read_checkpoint()
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # (missing; anything else is already a BundleError)
         raise BundleError(f"{bundle.checkpoint_path}: cannot read the checkpoint ({exc})") from exc
     checkpoint, _signatures = parse_signed_note(checkpoint_text)
     target = find_producer(bundle, path, checkpoint.size)

@@ -86,7 +86,7 @@ def summarize(bundle: RunBundle) -> RunSummary:
     try:
         cp, _ = parse_signed_note(bundle.read_checkpoint())
         tree_size, root = cp.size, cp.root.hex()
-    except (OSError, UnicodeDecodeError, PoxError):
+    except (OSError, PoxError):  # read_checkpoint: BundleError
         pass
     return RunSummary(
         bundle.run_id,
